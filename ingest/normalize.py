@@ -1,0 +1,277 @@
+"""DICOM (or any grey image) → uint16 image with the breast bright, background 0, chest wall left.
+
+The pipeline is a chain of small pure functions (see docs/ingest-pixels.md for the policies):
+
+1. ``modality_values``: stored values → modality values (pydicom ``apply_modality_lut``);
+2. ``voi_values``: the VOI policy (``"auto"``: the window or VOI LUT of the file, SIGMOID included;
+   ``"none"``: modality values scaled by ``2**BitsStored - 1``);
+3. ``to_unit_range``: [0, 1] over the non-padding pixels, MONOCHROME1 inverted;
+4. ``padding_mask``: PixelPaddingValue (and PixelPaddingRangeLimit) → background;
+5. ``breast_mask``: largest connected component of an Otsu-thresholded, smoothed, reduced image;
+6. ``chest_wall_on_right``: orientation from the mask (never from the tags);
+7. ``crop_box``: ``"none"`` keeps the whole image (default), ``"breast"`` the breast's box;
+8. resize with an anti-aliasing filter into ``out_shape`` keeping the aspect ratio (top-left
+   anchored, the rest is background), stretch the breast to [1, 65535], background 0.
+
+ROI boxes follow every step through ``NormalizedImage.map_boxes``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from ingest.geometry import BoxMap
+
+OUT_SHAPE = (1152, 896)
+MASK_SIDE = 512          # the mask is computed on a reduced copy with this longest side
+UINT16_MAX = 65535
+
+
+@dataclass
+class NormalizedImage:
+    pixels: np.ndarray            # uint16 (H, W): breast in [1, 65535], background 0
+    mask: np.ndarray              # bool (H, W): the breast
+    flipped: bool                 # mirrored so that the chest wall is on the left edge
+    crop_box: tuple[int, int, int, int]   # [y0, x0, y1, x1] of the (mirrored) source kept
+    scale: tuple[float, float]    # (sy, sx) source pixels → output pixels
+    source_shape: tuple[int, int]
+    box_map: BoxMap = field(repr=False)
+
+    def map_boxes(self, boxes_xyxy) -> np.ndarray:
+        """Original ``[x0, y0, x1, y1]`` boxes → normalised ``[y0, x0, y1, x1]`` (float)."""
+        return self.box_map(boxes_xyxy)
+
+    def meta(self) -> dict:
+        """The geometry as JSON-serialisable values (for caches and reports)."""
+        return {
+            "flipped": bool(self.flipped),
+            "crop_box": [int(v) for v in self.crop_box],
+            "scale": [float(v) for v in self.scale],
+            "source_shape": [int(v) for v in self.source_shape],
+            "box_map": self.box_map.to_dict(),
+        }
+
+
+# ---------------------------------------------------------------- DICOM value transforms
+
+
+def modality_values(ds) -> np.ndarray:
+    """Stored pixel values → modality values (rescale slope/intercept or modality LUT)."""
+    from pydicom.pixels import apply_modality_lut
+
+    arr = ds.pixel_array
+    if arr.ndim != 2:
+        raise ValueError(f"expected one grey frame, got pixel array of shape {arr.shape}")
+    return apply_modality_lut(arr, ds)
+
+
+def voi_values(values: np.ndarray, ds, voi: str = "auto") -> np.ndarray:
+    """Apply the VOI policy; returns float64 (any range, not yet inverted)."""
+    if voi == "none":
+        return np.asarray(values, dtype=np.float64) / float(2 ** int(ds.BitsStored) - 1)
+    if voi != "auto":
+        raise ValueError(f"voi must be 'auto' or 'none', got {voi!r}")
+    from pydicom.pixels import apply_voi_lut
+
+    if ds.get("VOILUTSequence") and not np.issubdtype(values.dtype, np.integer):
+        # A VOI LUT is indexed by integer values; modality output of integral slopes is integral.
+        values = np.rint(values).astype(np.int64)
+    return np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
+
+
+def padding_mask(stored: np.ndarray, ds) -> np.ndarray:
+    """True where the stored value is PixelPaddingValue (or inside PixelPaddingRangeLimit)."""
+    value = ds.get("PixelPaddingValue")
+    if value is None:
+        return np.zeros(stored.shape, dtype=bool)
+    limit = ds.get("PixelPaddingRangeLimit")
+    if limit is None:
+        return stored == value
+    lo, hi = sorted((int(value), int(limit)))
+    return (stored >= lo) & (stored <= hi)
+
+
+def to_unit_range(values: np.ndarray, padding: np.ndarray, monochrome1: bool) -> np.ndarray:
+    """float32 in [0, 1] over the non-padding pixels, breast bright; padding → 0."""
+    v = np.asarray(values, dtype=np.float32)
+    valid = v[~padding]
+    if valid.size == 0:
+        raise ValueError("every pixel is padding")
+    lo, hi = float(valid.min()), float(valid.max())
+    out = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+    if monochrome1:   # pydicom never inverts MONOCHROME1: low values are bright there
+        out = 1.0 - out
+    out[padding] = 0.0
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+# ---------------------------------------------------------------- image-based steps
+
+
+def resize_float(image: np.ndarray, size_hw: tuple[int, int], box=None) -> np.ndarray:
+    """Anti-aliased resize of a float image (PIL's bilinear widens its support when shrinking).
+
+    ``box`` = ``(y0, x0, y1, x1)`` of the source to resize (float, pixel edges); default whole.
+    """
+    h, w = size_hw
+    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
+    pil_box = None if box is None else (box[1], box[0], box[3], box[2])
+    out = img.resize((int(w), int(h)), Image.Resampling.BILINEAR, box=pil_box)
+    return np.asarray(out, dtype=np.float32)
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a 1-D sample (maximises the between-class variance)."""
+    hist, edges = np.histogram(values, bins=bins)
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist).astype(np.float64)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centers)
+    mean0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
+    mean1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
+    between = w0 * w1 * (mean0 - mean1) ** 2
+    return float(centers[int(np.argmax(between))])
+
+
+def breast_mask(unit: np.ndarray, padding: np.ndarray | None = None, *, sigma: float = 1.0,
+                opening: int = 2) -> np.ndarray:
+    """The breast: largest connected component of a thresholded, slightly smoothed image.
+
+    Burned-in text and markers are small and disconnected, so they lose to the breast; the
+    binary opening cuts thin scanner borders that would otherwise join it. Holes are filled.
+    """
+    smooth = ndimage.gaussian_filter(unit.astype(np.float32), sigma)
+    valid = np.ones(unit.shape, bool) if padding is None else ~padding
+    if not valid.any() or np.ptp(smooth[valid]) <= 1e-6:   # flat: nothing to separate
+        return np.zeros(unit.shape, dtype=bool)
+    fg = (smooth > otsu_threshold(smooth[valid])) & valid
+    if opening:
+        fg = ndimage.binary_opening(fg, structure=np.ones((3, 3), bool), iterations=opening)
+    labels, count = ndimage.label(fg)
+    if count == 0:
+        return np.zeros(unit.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))
+
+
+def chest_wall_on_right(mask: np.ndarray, band: int = 2) -> bool:
+    """Whether the chest wall is on the right edge: the side the breast touches more.
+
+    Ties (including touching neither edge) go to the side holding more of the breast's mass.
+    """
+    left = int(mask[:, :band].sum())
+    right = int(mask[:, -band:].sum())
+    if left != right:
+        return right > left
+    cols = np.nonzero(mask)[1]
+    if cols.size == 0:
+        return False
+    return float(cols.mean()) > (mask.shape[1] - 1) / 2
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """``[y0, x0, y1, x1]`` (end exclusive) of the True pixels."""
+    rows = np.nonzero(mask.any(axis=1))[0]
+    cols = np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        raise ValueError("empty mask")
+    return (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
+
+
+def crop_box(mask_small: np.ndarray, source_shape: tuple[int, int], crop: str,
+             margin: float = 0.02) -> tuple[int, int, int, int]:
+    """The source box to keep: the whole image (``"none"``) or the breast's box plus a margin.
+
+    ``mask_small`` is the (mirrored) reduced mask; its box is scaled to the source grid.
+    """
+    h, w = source_shape
+    if crop == "none":
+        return (0, 0, h, w)
+    if crop != "breast":
+        raise ValueError(f"crop must be 'none' or 'breast', got {crop!r}")
+    y0, x0, y1, x1 = bounding_box(mask_small)
+    fy, fx = h / mask_small.shape[0], w / mask_small.shape[1]
+    my, mx = margin * h, margin * w
+    return (max(0, int(np.floor(y0 * fy - my))), max(0, int(np.floor(x0 * fx - mx))),
+            min(h, int(np.ceil(y1 * fy + my))), min(w, int(np.ceil(x1 * fx + mx))))
+
+
+def fit_shape(box_hw: tuple[int, int], out_shape: tuple[int, int]) -> tuple[int, int]:
+    """Size of the box resized into ``out_shape`` with its aspect ratio kept."""
+    bh, bw = box_hw
+    oh, ow = out_shape
+    s = min(oh / bh, ow / bw)
+    return (max(1, min(oh, int(round(bh * s)))), max(1, min(ow, int(round(bw * s)))))
+
+
+def stretch_to_uint16(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Breast values linearly onto [1, 65535] (min → 1, max → 65535), background 0."""
+    out = np.zeros(values.shape, dtype=np.uint16)
+    if not mask.any():
+        return out
+    inside = values[mask]
+    lo, hi = float(inside.min()), float(inside.max())
+    scale = (UINT16_MAX - 1) / (hi - lo) if hi > lo else 0.0
+    out[mask] = np.rint(1 + (inside - lo) * scale).astype(np.uint16)
+    return out
+
+
+# ---------------------------------------------------------------- the whole chain
+
+
+def normalize_array(unit: np.ndarray, padding: np.ndarray | None = None, *,
+                    out_shape=OUT_SHAPE, crop: str = "none") -> NormalizedImage:
+    """Normalise a float image in [0, 1] with the breast bright (any orientation).
+
+    Used by ``normalize_dataset`` after the DICOM steps, and directly for non-DICOM sources.
+    """
+    unit = np.asarray(unit, dtype=np.float32)
+    if unit.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {unit.shape}")
+    h, w = unit.shape
+    if padding is None:
+        padding = np.zeros(unit.shape, dtype=bool)
+    # The mask is found on a reduced copy: ~50x cheaper and smoother than at full size.
+    f = max(1.0, max(h, w) / MASK_SIDE)
+    small_hw = (max(1, int(round(h / f))), max(1, int(round(w / f))))
+    small = resize_float(unit, small_hw)
+    small_pad = resize_float(padding.astype(np.float32), small_hw) > 0.5
+    mask_small = breast_mask(small, small_pad)
+    if not mask_small.any():
+        raise ValueError("no breast found (empty foreground)")
+
+    flipped = chest_wall_on_right(mask_small)
+    if flipped:   # numpy mirror; never sitk.Flip, which keeps physical space
+        unit = unit[:, ::-1]
+        mask_small = mask_small[:, ::-1]
+
+    box = crop_box(mask_small, (h, w), crop)
+    rh, rw = fit_shape((box[2] - box[0], box[3] - box[1]), out_shape)
+    values = resize_float(unit, (rh, rw), box=box)
+    fy, fx = small_hw[0] / h, small_hw[1] / w
+    small_box = (box[0] * fy, box[1] * fx, box[2] * fy, box[3] * fx)
+    mask = resize_float(mask_small.astype(np.float32), (rh, rw), box=small_box) > 0.5
+
+    pixels = np.zeros(tuple(out_shape), dtype=np.uint16)
+    full_mask = np.zeros(tuple(out_shape), dtype=bool)
+    pixels[:rh, :rw] = stretch_to_uint16(values, mask)
+    full_mask[:rh, :rw] = mask
+    scale = (rh / (box[2] - box[0]), rw / (box[3] - box[1]))
+    box_map = BoxMap(source_width=w, flipped=flipped, crop_origin=(box[0], box[1]),
+                     scale=scale, extent=(rh, rw))
+    return NormalizedImage(pixels=pixels, mask=full_mask, flipped=flipped, crop_box=box,
+                           scale=scale, source_shape=(h, w), box_map=box_map)
+
+
+def normalize_dataset(ds, *, out_shape=OUT_SHAPE, voi: str = "auto", crop: str = "none") -> NormalizedImage:
+    """A pydicom Dataset → ``NormalizedImage`` (see the module docstring for the steps)."""
+    stored = ds.pixel_array
+    padding = padding_mask(stored, ds)
+    values = voi_values(modality_values(ds), ds, voi)
+    monochrome1 = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1"
+    unit = to_unit_range(values, padding, monochrome1)
+    return normalize_array(unit, padding, out_shape=out_shape, crop=crop)
