@@ -1,0 +1,228 @@
+"""Opening shard sets by URL: local paths and brace patterns, ``file://``, ``http(s)://``, ``s3://``.
+
+* Local paths and ``file://`` URLs open directly; ``{000000..000009}`` brace patterns expand.
+* ``http(s)://`` streams with ``urllib`` (no extra dependency; a 404 is a missing object).
+* ``s3://`` goes through fsspec/s3fs. The endpoint comes from ``endpoint_url=`` or the
+  ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` environment variables (any S3-compatible store);
+  credentials come from botocore's usual chain (environment, ``~/.aws/credentials``,
+  ``~/.aws/config``, instance roles).
+
+Opening retries transient failures (connection refused or reset, timeouts, HTTP 5xx/429) with
+exponential backoff; a missing object raises ``FileNotFoundError`` naming the URL at once.
+Importing this module registers an ``s3`` handler in webdataset's ``gopen``, so stock
+``webdataset.WebDataset(["s3://bucket/train-000000.tar"])`` works. Shard names taken from a
+manifest are plain names: ``pipe:`` URLs or paths are never built from them (see manifest.py).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import braceexpand
+
+REMOTE_SCHEMES = ("http", "https", "s3")
+RETRIES = 5              # attempts in all, for transient errors
+BACKOFF_S = 0.25         # first wait; doubles each attempt
+HTTP_TIMEOUT_S = 60.0
+S3_BLOCK_SIZE = 8 << 20  # streaming reads: few large range requests
+
+
+class TransientError(OSError):
+    """A failure worth retrying (network, throttling, server errors)."""
+
+
+# --- URL helpers -------------------------------------------------------------------------------
+
+def scheme(url: str) -> str:
+    parsed = urllib.parse.urlparse(str(url))
+    # One-letter "schemes" are Windows drive letters, i.e. local paths.
+    return parsed.scheme.lower() if len(parsed.scheme) > 1 else ""
+
+
+def local_path(url) -> str | None:
+    """The filesystem path for a local path or ``file://`` URL; None for remote URLs."""
+    url = os.fspath(url)
+    kind = scheme(url)
+    if kind == "":
+        return url
+    if kind == "file":
+        return urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+    return None
+
+
+def join_url(root, name: str) -> str:
+    """``root`` + ``/`` + ``name`` for paths and URLs alike."""
+    root = os.fspath(root)
+    if local_path(root) is not None and scheme(root) == "":
+        return os.path.join(root, name)
+    return root.rstrip("/") + "/" + name
+
+
+def expand_urls(pattern) -> list[str]:
+    """Expand ``{000000..000009}`` and ``{a,b}`` brace patterns (webdataset's shard notation)."""
+    if isinstance(pattern, (list, tuple)):
+        return [u for p in pattern for u in expand_urls(p)]
+    return list(braceexpand.braceexpand(os.fspath(pattern)))
+
+
+def endpoint_url(explicit: str | None = None) -> str | None:
+    return explicit or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def s3_filesystem(endpoint: str | None = None):
+    """An s3fs filesystem for the configured endpoint (instances are cached by fsspec)."""
+    import s3fs
+
+    endpoint = endpoint_url(endpoint)
+    client_kwargs = {"endpoint_url": endpoint} if endpoint else {}
+    return s3fs.S3FileSystem(client_kwargs=client_kwargs)
+
+
+def filesystem(url, *, endpoint: str | None = None):
+    """``(fsspec filesystem, path)`` for any supported URL."""
+    import fsspec
+
+    url = os.fspath(url)
+    path = local_path(url)
+    if path is not None:
+        return fsspec.filesystem("file"), path
+    kind = scheme(url)
+    if kind == "s3":
+        return s3_filesystem(endpoint), url[len("s3://"):]
+    if kind in ("http", "https"):
+        return fsspec.filesystem(kind), url
+    raise ValueError(f"{url}: unsupported URL scheme {kind!r} (use a path, file://, http(s)://, s3://)")
+
+
+# --- opening with retries ----------------------------------------------------------------------
+
+def open_url(url, mode: str = "rb", *, endpoint: str | None = None, retries: int | None = None):
+    """A binary file-like object for ``url`` (read: streaming; write: local and s3 only)."""
+    url = os.fspath(url)
+    if mode not in ("rb", "wb"):
+        raise ValueError(f"{url}: mode must be 'rb' or 'wb', got {mode!r}")
+    path = local_path(url)
+    if path is not None:
+        try:
+            return open(path, mode)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{url}: no such file") from None
+    kind = scheme(url)
+    if kind in ("http", "https"):
+        if mode != "rb":
+            raise ValueError(f"{url}: http(s) URLs are read-only")
+        return with_retries(lambda: _open_http(url), url, retries)
+    if kind == "s3":
+        fs = s3_filesystem(endpoint)
+        return with_retries(lambda: _open_s3(fs, url, mode), url, retries)
+    raise ValueError(f"{url}: unsupported URL scheme {kind!r} (use a path, file://, http(s)://, s3://)")
+
+
+def read_bytes(url, *, endpoint: str | None = None) -> bytes:
+    with open_url(url, endpoint=endpoint) as stream:
+        return stream.read()
+
+
+def with_retries(action, url: str, retries: int | None = None):
+    """Run ``action()``; retry transient errors with exponential backoff, re-raise the rest."""
+    attempts = RETRIES if retries is None else max(1, retries)
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - classified just below
+            error = classify(exc, url)
+            if not isinstance(error, TransientError) or attempt == attempts - 1:
+                raise error from exc
+            time.sleep(BACKOFF_S * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def classify(exc: BaseException, url: str) -> BaseException:
+    """Map a library error to FileNotFoundError / PermissionError / TransientError / itself."""
+    if isinstance(exc, urllib.error.HTTPError):
+        if exc.code in (404, 410):
+            return FileNotFoundError(f"{url}: no such object (HTTP {exc.code})")
+        if exc.code in (401, 403):
+            return PermissionError(f"{url}: access denied (HTTP {exc.code})")
+        if exc.code == 429 or exc.code >= 500:
+            return TransientError(f"{url}: HTTP {exc.code} {exc.reason}")
+        return OSError(f"{url}: HTTP {exc.code} {exc.reason}")
+    if isinstance(exc, FileNotFoundError):
+        return FileNotFoundError(f"{url}: no such object")
+    if isinstance(exc, PermissionError):
+        return PermissionError(f"{url}: access denied ({exc})")
+    if isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout)):
+        return TransientError(f"{url}: {exc}")
+    name = type(exc).__name__
+    if name in ("EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
+                "ConnectTimeoutError", "ClientOSError", "ServerDisconnectedError"):
+        return TransientError(f"{url}: {exc}")
+    if type(exc) is OSError:  # s3fs turns unexpected service errors into plain OSError
+        return TransientError(f"{url}: {exc}")
+    return exc
+
+
+def _open_http(url: str):
+    request = urllib.request.Request(url, headers={"User-Agent": "mammo-pairs-shards"})
+    return urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S)  # noqa: S310 - http(s) only
+
+
+def _open_s3(fs, url: str, mode: str):
+    path = url[len("s3://"):]
+    if mode == "rb":
+        return fs.open(path, "rb", block_size=S3_BLOCK_SIZE, cache_type="readahead")
+    return fs.open(path, "wb")
+
+
+# --- shard sets --------------------------------------------------------------------------------
+
+def read_manifest(root_or_url, *, endpoint: str | None = None) -> dict:
+    from shards import manifest
+
+    return manifest.read_manifest(root_or_url, endpoint=endpoint)
+
+
+def shard_urls(root_or_url, split: str, *, endpoint: str | None = None) -> list[str]:
+    """URLs of a split's shards, in manifest order (the manifest names are checked plain names)."""
+    from shards import manifest
+
+    root = manifest.root_of(root_or_url)
+    data = manifest.read_manifest(root, endpoint=endpoint)
+    if split not in data["splits"]:
+        raise KeyError(f"{root}: manifest has no split {split!r} (has {sorted(data['splits'])})")
+    return [join_url(root, shard["name"]) for shard in data["splits"][split]["shards"]]
+
+
+def index_urls(root_or_url, split: str, *, endpoint: str | None = None) -> list[str]:
+    """URLs of a split's DALI index files, parallel to ``shard_urls``."""
+    from shards import manifest
+
+    root = manifest.root_of(root_or_url)
+    data = manifest.read_manifest(root, endpoint=endpoint)
+    shards = data["splits"][split]["shards"]
+    missing = [s["name"] for s in shards if not s.get("index_name")]
+    if missing:
+        raise FileNotFoundError(f"{root}: shards without a DALI index: {', '.join(missing[:5])}")
+    return [join_url(root, s["index_name"]) for s in shards]
+
+
+# --- webdataset gopen -------------------------------------------------------------------------
+
+def gopen_s3(url, mode="rb", bufsize=8192, **kw):
+    """webdataset gopen handler for ``s3://`` URLs (fsspec stream, retried open)."""
+    return open_url(url, mode)
+
+
+def register_gopen() -> None:
+    """Make webdataset's gopen open ``s3://`` URLs through fsspec (idempotent)."""
+    import importlib
+
+    # ``webdataset.gopen`` the attribute is the function; the module holds the table.
+    importlib.import_module("webdataset.gopen").gopen_schemes["s3"] = gopen_s3
+
+
+register_gopen()
