@@ -1,0 +1,249 @@
+"""Bilateral registration of two normalised images (same exam and view) with SimpleITK.
+
+Both images arrive with the chest wall on the left (``ingest.normalize``), so the two breasts are
+already directly comparable: no flipping happens here (and never ``sitk.Flip``, which keeps the
+physical space). The moving image is resampled onto the fixed image's grid.
+
+Method: Euler2D (rigid) or affine transform, initialised by the centres of mass of the two masks,
+Mattes mutual information with random sampling at a FIXED seed, regular-step gradient descent,
+a multi-resolution pyramid (``shrink``). The finest level is made once by a numpy block mean
+(``reduce``), the coarser ones by SimpleITK (smoothing sigma = relative shrink / 2 pixels); the
+moved image is resampled at full resolution. Defaults (8/4, 10% sampling) were chosen with
+``python -m ingest.register_bench``: about 0.1 s per 1152x896 pair on one thread, median corner
+error about 0.1 px on pairs of known positioning.
+
+Determinism: with ``threads=1`` the result is bit-identical from run to run; with more threads
+the floating-point sums are split differently and the parameters differ in the last digits. The
+pipeline therefore registers each pair on one thread and parallelises across pairs.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from ingest.geometry import as_boxes
+
+
+@dataclass
+class Registration:
+    moved: np.ndarray             # uint16, moving image on the fixed grid
+    moved_mask: np.ndarray        # bool
+    transform: dict               # {"type", "parameters", "fixed_parameters"}: fixed → moving points
+    dice_before: float
+    dice_after: float
+    ncc_after: float              # normalised cross-correlation inside the union of the masks
+    metric: float                 # final Mattes MI value (negative; lower is better)
+    seconds: float
+    iterations: list[int] = field(default_factory=list)   # optimizer iterations per level
+
+    def quality(self) -> dict:
+        return {"dice_before": self.dice_before, "dice_after": self.dice_after,
+                "ncc_after": self.ncc_after, "metric": self.metric, "seconds": self.seconds}
+
+
+DEFAULT_THRESHOLDS = {"dice_after": 0.85, "ncc_after": 0.3}
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def to_sitk(array: np.ndarray) -> sitk.Image:
+    """A numpy image as float32 sitk image with unit spacing, origin 0, identity direction."""
+    return sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def reduce(array: np.ndarray, factor: int) -> sitk.Image:
+    """Block mean by an integer factor as a sitk image in FULL-resolution physical coordinates.
+
+    Block ``i`` covers full-resolution pixels ``factor*i .. factor*i + factor - 1``; its centre,
+    ``factor*i + (factor - 1)/2``, becomes its physical position (spacing ``factor``). Doing the
+    finest pyramid level's reduction here, once, is much cheaper than letting the registration
+    smooth the full-resolution images for every level.
+    """
+    a = np.asarray(array, dtype=np.float32)
+    if factor > 1:
+        h, w = a.shape
+        ph, pw = -h % factor, -w % factor
+        if ph or pw:
+            a = np.pad(a, ((0, ph), (0, pw)), mode="edge")
+        a = a.reshape(a.shape[0] // factor, factor, a.shape[1] // factor, factor).mean(axis=(1, 3))
+    img = sitk.GetImageFromArray(np.ascontiguousarray(a, dtype=np.float32))
+    img.SetSpacing((float(factor), float(factor)))
+    img.SetOrigin(((factor - 1) / 2.0, (factor - 1) / 2.0))
+    return img
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def ncc(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    """Pearson correlation of two images over the pixels in ``where``."""
+    x = a[where].astype(np.float64)
+    y = b[where].astype(np.float64)
+    if x.size < 2:
+        return 0.0
+    x -= x.mean()
+    y -= y.mean()
+    den = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / den) if den > 0 else 0.0
+
+
+def transform_to_dict(tx: sitk.Transform) -> dict:
+    return {"type": tx.GetName(), "parameters": [float(v) for v in tx.GetParameters()],
+            "fixed_parameters": [float(v) for v in tx.GetFixedParameters()]}
+
+
+def transform_from_dict(data: dict) -> sitk.Transform:
+    kinds = {"Euler2DTransform": sitk.Euler2DTransform, "AffineTransform": lambda: sitk.AffineTransform(2)}
+    if data["type"] not in kinds:
+        raise ValueError(f"unknown transform type {data['type']!r}")
+    tx = kinds[data["type"]]()
+    tx.SetFixedParameters(data["fixed_parameters"])
+    tx.SetParameters(data["parameters"])
+    return tx
+
+
+def map_points(tx: sitk.Transform, points_xy: np.ndarray) -> np.ndarray:
+    """Points ``(N, 2)`` as (x, y) through a transform."""
+    return np.array([tx.TransformPoint((float(x), float(y))) for x, y in np.asarray(points_xy)])
+
+
+def map_boxes_to_fixed(transform: dict, boxes_yxyx) -> np.ndarray:
+    """Boxes of the MOVING image → boxes on the fixed grid (bounding box of the mapped corners).
+
+    The registration transform maps fixed points to moving points, so its inverse is used.
+    Pixel-edge box coordinates are turned into pixel-centre points (``- 0.5``) and back.
+    """
+    boxes = as_boxes(boxes_yxyx)
+    inverse = transform_from_dict(transform).GetInverse()
+    out = np.zeros_like(boxes)
+    for i, (y0, x0, y1, x1) in enumerate(boxes):
+        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]) - 0.5
+        mapped = map_points(inverse, corners) + 0.5
+        out[i] = [mapped[:, 1].min(), mapped[:, 0].min(), mapped[:, 1].max(), mapped[:, 0].max()]
+    return out
+
+
+def corner_error(transform: dict, truth: dict, shape: tuple[int, int]) -> float:
+    """Median distance (pixels) between the four image corners mapped by two transforms."""
+    h, w = shape
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=float)
+    a = map_points(transform_from_dict(transform), corners)
+    b = map_points(transform_from_dict(truth), corners)
+    return float(np.median(np.linalg.norm(a - b, axis=1)))
+
+
+def choose_fixed(left_has_rois, right_has_rois, left_roi_area: float = 0.0,
+                 right_roi_area: float = 0.0) -> str:
+    """Which side stays fixed: the side with ROIs (the other moves), as in the paper.
+
+    Both sides with ROIs: the larger total ROI area stays fixed; a tie, or no ROI at all → left.
+    """
+    left, right = bool(left_has_rois), bool(right_has_rois)
+    if left and not right:
+        return "left"
+    if right and not left:
+        return "right"
+    if left and right and right_roi_area > left_roi_area:
+        return "right"
+    return "left"
+
+
+def passes_quality(reg: Registration, thresholds: dict | None = None) -> tuple[bool, str]:
+    """``(ok, reason)``: a pair below any threshold is reported, not silently used."""
+    thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    for name, minimum in thresholds.items():
+        value = getattr(reg, name)
+        if not np.isfinite(value) or value < minimum:
+            return False, f"{name} {value:.3f} < {minimum}"
+    return True, "ok"
+
+
+# ---------------------------------------------------------------- registration
+
+
+def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
+                  moving_mask: np.ndarray, *, transform: str = "rigid", shrink=(8, 4),
+                  sampling: float = 0.10, iterations: int = 100, bins: int = 32,
+                  learning_rate: float = 1.0, min_step: float = 1e-3, seed: int = 0,
+                  threads: int | None = 1) -> Registration:
+    """Register ``moving`` onto ``fixed``; see the module docstring for the method.
+
+    ``shrink``: pyramid shrink factors (the last level's factor sets the finest resolution used);
+    ``sampling``: fraction of pixels drawn at random (fixed ``seed``) per metric evaluation;
+    ``threads``: SimpleITK threads for this call (None leaves the global default).
+    """
+    start = time.perf_counter()
+    if fixed.shape != moving.shape:
+        raise ValueError(f"fixed {fixed.shape} and moving {moving.shape} differ in shape")
+    if not fixed_mask.any() or not moving_mask.any():
+        raise ValueError("empty breast mask")
+    if threads is not None:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+    shrink = [int(v) for v in shrink]
+    finest = shrink[-1]
+    if finest < 1 or any(a % finest for a in shrink):
+        raise ValueError(f"shrink factors {shrink} must be multiples of the last one")
+    f_img, m_img = reduce(fixed, finest), reduce(moving, finest)
+    f_mask, m_mask = reduce(fixed_mask, finest), reduce(moving_mask, finest)
+    levels = [a // finest for a in shrink]
+
+    if transform == "rigid":
+        base = sitk.Euler2DTransform()
+    elif transform == "affine":
+        base = sitk.AffineTransform(2)
+    else:
+        raise ValueError(f"transform must be 'rigid' or 'affine', got {transform!r}")
+    initial = sitk.CenteredTransformInitializer(
+        f_mask, m_mask, base, sitk.CenteredTransformInitializerFilter.MOMENTS)
+
+    reg = sitk.ImageRegistrationMethod()
+    if threads is not None:
+        reg.SetNumberOfThreads(int(threads))
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    # SimpleITK reads seed 0 as "use the wall clock" (sitkWallClock == 0): shift by one.
+    reg.SetMetricSamplingPercentage(float(sampling), int(seed) + 1)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=learning_rate, minStep=min_step, numberOfIterations=int(iterations),
+        relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel(levels)
+    reg.SetSmoothingSigmasPerLevel([a / 2.0 if a > 1 else 0.0 for a in levels])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    reg.SetInitialTransform(initial, inPlace=False)
+    per_level: list[int] = []
+    reg.AddCommand(sitk.sitkMultiResolutionIterationEvent, lambda: per_level.append(0))
+    reg.AddCommand(sitk.sitkIterationEvent,
+                   lambda: per_level.__setitem__(-1, per_level[-1] + 1) if per_level else None)
+    final = reg.Execute(f_img, m_img)
+    metric = float(reg.GetMetricValue())
+
+    full = to_sitk(fixed)
+    moved = sitk.Resample(to_sitk(moving), full, final, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    moved_mask = sitk.Resample(to_sitk(moving_mask), full, final, sitk.sitkNearestNeighbor, 0.0,
+                               sitk.sitkFloat32)
+    moved_arr = np.clip(np.rint(sitk.GetArrayViewFromImage(moved)), 0, 65535).astype(np.uint16)
+    moved_mask_arr = sitk.GetArrayViewFromImage(moved_mask) > 0.5
+    union = fixed_mask | moved_mask_arr
+    flat = final
+    if isinstance(final, sitk.CompositeTransform) and final.GetNumberOfTransforms() == 1:
+        flat = final.GetNthTransform(0)
+    flat = flat.Downcast() if hasattr(flat, "Downcast") else flat
+    return Registration(
+        moved=moved_arr,
+        moved_mask=moved_mask_arr,
+        transform=transform_to_dict(flat),
+        dice_before=dice(fixed_mask, moving_mask),
+        dice_after=dice(fixed_mask, moved_mask_arr),
+        ncc_after=ncc(fixed, moved_arr, union),
+        metric=metric,
+        seconds=time.perf_counter() - start,
+        iterations=per_level,
+    )

@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from ingest import register as rg
+from ingest.phantom import phantom, to_uint16
+from ingest.register_bench import known_pair
+
+FULL = (1152, 896)
+
+
+@pytest.fixture(scope="module")
+def full_pairs():
+    return [known_pair(FULL, seed=s) for s in (0, 1)]
+
+
+def test_accuracy_at_full_size(full_pairs):
+    """Known positioning: median corner error <= 1 px at 1152x896 (acceptance)."""
+    errors = []
+    for fixed, moving, fm, mm, truth in full_pairs:
+        reg = rg.register_pair(fixed, moving, fm, mm)
+        errors.append(rg.corner_error(reg.transform, truth, FULL))
+        assert reg.moved.dtype == np.uint16 and reg.moved.shape == FULL
+        assert reg.moved_mask.dtype == bool
+        assert reg.dice_after > max(reg.dice_before, 0.97)
+        assert reg.ncc_after > 0.9
+        assert rg.passes_quality(reg) == (True, "ok")
+    assert float(np.median(errors)) <= 1.0, errors
+
+
+def test_deterministic_on_one_thread(full_pairs):
+    fixed, moving, fm, mm, _ = full_pairs[0]
+    a = rg.register_pair(fixed, moving, fm, mm, threads=1, seed=3)
+    b = rg.register_pair(fixed, moving, fm, mm, threads=1, seed=3)
+    assert a.transform == b.transform
+    assert np.array_equal(a.moved, b.moved) and np.array_equal(a.moved_mask, b.moved_mask)
+    json.dumps(a.transform)    # serialisable
+
+
+def test_affine_and_roundtrip(full_pairs):
+    fixed, moving, fm, mm, truth = full_pairs[1]
+    reg = rg.register_pair(fixed, moving, fm, mm, transform="affine")
+    assert reg.transform["type"] == "AffineTransform"
+    assert rg.corner_error(reg.transform, truth, FULL) < 2.0
+    tx = rg.transform_from_dict(reg.transform)
+    assert tx.GetParameters() == pytest.approx(reg.transform["parameters"])
+
+
+def test_map_boxes_to_fixed_inverts_known_shift():
+    truth = sitk.Euler2DTransform()
+    truth.SetTranslation((7.0, -3.0))   # fixed point p sits at p + (7, -3) in the moving image
+    boxes = rg.map_boxes_to_fixed(rg.transform_to_dict(truth), [[20, 30, 40, 60]])
+    np.testing.assert_allclose(boxes, [[23, 23, 43, 53]], atol=1e-9)
+
+
+def test_quality_rejects_a_mismatch():
+    a, am = phantom((288, 224), seed=0)
+    b, bm = phantom((288, 224), seed=5)
+    b = np.where(bm, 1.0 - b, 0)           # contrast inverted inside the breast
+    bm = bm.copy()
+    bm[:, 100:] = False                    # and a much smaller breast
+    reg = rg.register_pair(to_uint16(a, am), to_uint16(b, bm), am, bm)
+    ok, reason = rg.passes_quality(reg)
+    assert not ok and ("dice_after" in reason or "ncc_after" in reason)
+    ok, _ = rg.passes_quality(reg, {"dice_after": 0.0, "ncc_after": -1.0})
+    assert ok
+
+
+def test_choose_fixed():
+    assert rg.choose_fixed(True, False) == "left"
+    assert rg.choose_fixed(False, True) == "right"
+    assert rg.choose_fixed(False, False) == "left"
+    assert rg.choose_fixed(True, True, 10.0, 20.0) == "right"
+    assert rg.choose_fixed(True, True, 20.0, 10.0) == "left"
+    assert rg.choose_fixed(True, True, 5.0, 5.0) == "left"
+
+
+def test_bad_inputs():
+    a = np.zeros((64, 48), np.uint16)
+    m = np.ones((64, 48), bool)
+    with pytest.raises(ValueError, match="shape"):
+        rg.register_pair(a, np.zeros((64, 40), np.uint16), m, m[:, :40])
+    with pytest.raises(ValueError, match="empty"):
+        rg.register_pair(a, a, m, np.zeros_like(m))
+    with pytest.raises(ValueError, match="multiples"):
+        rg.register_pair(a, a, m, m, shrink=(3, 2))
+
+
+def test_reduce_keeps_physical_coordinates():
+    arr = np.arange(16, dtype=np.float32).reshape(4, 4)
+    img = rg.reduce(arr, 2)
+    assert img.GetSize() == (2, 2)
+    # block (0, 0) holds pixels 0..1 in x and y; its centre is at physical (0.5, 0.5)
+    assert img.TransformIndexToPhysicalPoint((0, 0)) == (0.5, 0.5)
+    assert img[0, 0] == pytest.approx(arr[:2, :2].mean())
+
+
+def test_bench_command_runs(capsys):
+    from ingest import register_bench
+
+    rows = register_bench.run(1, (144, 112), 1, configs={"naive full-res 100%": dict(shrink=(1,), sampling=1.0, iterations=20),
+                                                          "default 8/4 10%": dict(shrink=(2, 1))})
+    assert [r["config"] for r in rows] == ["naive full-res 100%", "default 8/4 10%"]
+    assert rows[0]["speedup"] == 1.0 and rows[1]["seconds"] > 0
