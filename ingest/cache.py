@@ -1,0 +1,145 @@
+"""The zarr cache of registered pairs: one group per pair, keyed by its inputs and parameters.
+
+Layout::
+
+    <cache>/pairs/<params-hash>/<pair-id>-<input-hash>/
+        zarr.json          attributes: provenance, registered side, ROIs, quality, geometry
+        pixels/            uint16 (2, H, W): [left, right] after registration (one moved)
+        masks/             uint8  (2, H, W): the breast masks, same grid
+
+``params-hash`` covers what changes the pixels (output shape, registration settings, cache
+version); the patch size, stride and tiling rules are NOT in it, so ``--size 96`` and ``--size
+256`` share one registration. ``input-hash`` covers the two source files (path, size, mtime) and
+their annotations, so a changed input is registered again.
+
+Chunks are (2, 128, 128) inside one zarr shard per array (one file per array per pair). Tiles
+are read one by one from a random permutation of all pairs, so a whole-pair read per tile would
+read ~4 MB to use ~40 kB; with 128-pixel chunks a tile reads 1-4 chunks whatever its size (96 or
+256, both measured at ~1.6 ms per tile pair on the development machine, against ~3 ms for
+32-pixel chunks, which waste no bytes but pay per chunk).
+
+Each pair is written into a hidden temporary group and renamed into place, so a killed run leaves
+either a complete entry or none; a rerun skips complete entries.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+CACHE_VERSION = 1
+CHUNK = 128
+
+
+def digest(value, length: int = 16) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def file_fingerprint(path) -> dict:
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class PairCache:
+    """Registered pairs under ``root/pairs/<params-hash>``; safe to share between processes."""
+
+    def __init__(self, root, params: dict):
+        self.params = dict(params)
+        self.params_hash = digest({"version": CACHE_VERSION, **self.params})
+        self.root = Path(root) / "pairs" / self.params_hash
+
+    # --- names ------------------------------------------------------------------------------
+
+    def entry_name(self, pair_id: str, inputs: dict) -> str:
+        return f"{pair_id}-{digest(inputs, 12)}"
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def has(self, name: str) -> bool:
+        return (self.path(name) / "zarr.json").is_file()
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def write(self, name: str, pixels: np.ndarray, masks: np.ndarray, attrs: dict) -> Path:
+        """Write one pair atomically (temporary group, then rename). Returns its path."""
+        import zarr
+
+        final = self.path(name)
+        if self.has(name):
+            return final
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            group = zarr.open_group(str(tmp), mode="w")
+            for field, data, dtype in (("pixels", pixels, "uint16"), ("masks", masks, "uint8")):
+                data = np.asarray(data).astype(dtype, copy=False)
+                _, h, w = data.shape
+                shard = (2, -(-h // CHUNK) * CHUNK, -(-w // CHUNK) * CHUNK)
+                arr = group.create_array(field, shape=data.shape, dtype=dtype,
+                                         chunks=(2, CHUNK, CHUNK), shards=shard)
+                arr[:] = data
+            group.attrs.update(json.loads(json.dumps(attrs)))
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not self.has(name):   # not a lost race with another writer of the same pair
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def open(self, name: str):
+        import zarr
+
+        return zarr.open_group(str(self.path(name)), mode="r")
+
+    def attrs(self, name: str) -> dict:
+        with open(self.path(name) / "zarr.json") as f:
+            return json.load(f).get("attributes", {})
+
+    def read_pair(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(pixels uint16 (2, H, W), masks bool (2, H, W)) of one pair, whole."""
+        group = self.open(name)
+        return group["pixels"][:], group["masks"][:].astype(bool)
+
+    def clean_temporary(self) -> int:
+        """Remove temporary groups left by killed runs; returns how many."""
+        if not self.root.is_dir():
+            return 0
+        stale = [p for p in self.root.iterdir() if p.name.startswith(".tmp-")]
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
+        return len(stale)
+
+
+class TileReader:
+    """Reads tile pairs from cached pairs, keeping the last few groups open."""
+
+    def __init__(self, cache: PairCache, keep: int = 16):
+        self.cache = cache
+        self.keep = keep
+        self._open: dict[str, object] = {}
+
+    def array(self, name: str):
+        arr = self._open.pop(name, None)
+        if arr is None:
+            arr = self.cache.open(name)["pixels"]
+        self._open[name] = arr
+        while len(self._open) > self.keep:
+            self._open.pop(next(iter(self._open)))
+        return arr
+
+    def read(self, name: str, box) -> np.ndarray:
+        """uint16 (2, h, w) of the box ``[y0, x0, y1, x1]``: [left, right]."""
+        y0, x0, y1, x1 = (int(v) for v in box)
+        return np.asarray(self.array(name)[:, y0:y1, x0:x1])

@@ -1,0 +1,168 @@
+"""From registered pairs to shards: tile index rows, the patch index, shard plans, shard tasks.
+
+The driver only ever holds the patch index (one small row per kept tile pair: pair, grid
+position, background and abnormal-area figures, split), never pixels. Each shard is written by
+one task that reads its tiles from the zarr cache.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ingest.cache import PairCache, TileReader
+
+INDEX_COLUMNS = ("pair_id", "entry", "row", "col", "y0", "x0", "bg_left", "bg_right",
+                 "a_left", "a_right", "a_pair")
+_SHARD_FILE = re.compile(r"^[A-Za-z0-9_-]+-\d{6}\.(tar|idx)$")
+
+
+# ------------------------------------------------------------------ tile task
+
+
+def _roi_boxes(rois: list) -> np.ndarray:
+    return np.array([r[:4] for r in rois], dtype=np.float64).reshape(-1, 4)
+
+
+def tile_entry(entry: str, cache: PairCache, size: int, stride: int, max_background: float,
+               max_border_xor: float) -> dict:
+    """Grid tiles of one cached pair that pass the rules, as index rows (no pixels)."""
+    from ingest import abnormal, tiling
+
+    t = time.perf_counter()
+    attrs = cache.attrs(entry)
+    pixels, masks = cache.read_pair(entry)
+    result = tiling.tile_pair(pixels[0], pixels[1], masks[0], masks[1], size=size, stride=stride,
+                              max_background=max_background, max_border_xor=max_border_xor)
+    boxes = result.boxes.astype(np.float64).reshape(-1, 4)
+    areas = abnormal.pair_areas(boxes, _roi_boxes(attrs["rois"]["left"]),
+                                _roi_boxes(attrs["rois"]["right"]))
+    rows = [(attrs["pair_id"], entry, int(result.rows[i]), int(result.cols[i]),
+             int(result.boxes[i, 0]), int(result.boxes[i, 1]), float(result.background[i, 0]),
+             float(result.background[i, 1]), float(areas["left"][i]), float(areas["right"][i]),
+             float(areas["pair"][i])) for i in range(len(result))]
+    dropped = {str(k): int(v) for k, v in result.dropped.items()}
+    return {"entry": entry, "rows": rows, "total": int(result.total),
+            "dropped": dropped, "seconds": {"tile": time.perf_counter() - t}}
+
+
+# ------------------------------------------------------------------ the patch index
+
+
+def build_index(tiled, seed: int) -> pd.DataFrame:
+    """The patch index from ``[(patient, tile_entry result), ...]``; patient-level splits."""
+    from ingest import splits
+
+    frames, split_of = [], {}
+    for patient, result in tiled:
+        if not isinstance(result, dict) or "rows" not in result or not result["rows"]:
+            continue
+        if patient not in split_of:
+            split_of[patient] = splits.assign_split(patient, seed)
+        frame = pd.DataFrame(result["rows"], columns=list(INDEX_COLUMNS))
+        frame["split"] = split_of[patient]
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=list(INDEX_COLUMNS) + ["split"])
+    index = pd.concat(frames, ignore_index=True)
+    return index.sort_values(["pair_id", "row", "col"], kind="stable").reset_index(drop=True)
+
+
+def permutation_seed(seed: int, split: str) -> list[int]:
+    return [int(seed), zlib.crc32(split.encode("utf-8"))]
+
+
+def plan_shards(index: pd.DataFrame, seed: int, shard_size: int) -> list[dict]:
+    """Per split a seeded permutation of its rows, cut into shards of ``shard_size`` samples.
+
+    The index is sorted by (pair, row, col) first, so the plan depends only on the content.
+    """
+    from shards.schema import SPLITS
+
+    plans = []
+    present = sorted(set(index["split"]), key=lambda s: (SPLITS.index(s) if s in SPLITS else 9, s))
+    for split in present:
+        rows = index[index["split"] == split].sort_values(["pair_id", "row", "col"], kind="stable")
+        order = np.random.default_rng(permutation_seed(seed, split)).permutation(len(rows))
+        rows = rows.iloc[order]
+        for i, start in enumerate(range(0, len(rows), int(shard_size))):
+            part = rows.iloc[start:start + int(shard_size)]
+            plans.append({"split": split, "index": i, "rows": part.to_dict("records")})
+    return plans
+
+
+# ------------------------------------------------------------------ shard task
+
+
+def pair_meta(row: dict, attrs: dict, size: int, split: str) -> dict:
+    y0, x0 = int(row["y0"]), int(row["x0"])
+    return {
+        "kind": "pair", "size": int(size), "bits": int(attrs.get("bits", 16)),
+        "dataset": attrs["dataset"], "patient": attrs["patient"], "study": attrs["study"],
+        "view": attrs["view"], "row": int(row["row"]), "col": int(row["col"]),
+        "box": [y0, x0, y0 + int(size), x0 + int(size)],
+        "background": {"left": round(float(row["bg_left"]), 6),
+                       "right": round(float(row["bg_right"]), 6)},
+        "area": {"left": round(float(row["a_left"]), 6), "right": round(float(row["a_right"]), 6),
+                 "pair": round(float(row["a_pair"]), 6)},
+        "rois": attrs["rois"], "registered_side": attrs["registered_side"], "split": split,
+        "source": attrs["source"],
+    }
+
+
+def write_shard_task(plan: dict, cache: PairCache, out: str, size: int, fmt: str = "png") -> dict:
+    """Read the plan's tiles from the cache, encode them and write one shard."""
+    from shards import schema, writer
+
+    reader = TileReader(cache)
+    attrs_of: dict[str, dict] = {}
+    seconds = {"read": 0.0, "encode": 0.0}
+
+    def samples():
+        for row in plan["rows"]:
+            t = time.perf_counter()
+            entry = row["entry"]
+            if entry not in attrs_of:
+                attrs_of[entry] = cache.attrs(entry)
+            y0, x0 = int(row["y0"]), int(row["x0"])
+            tiles = reader.read(entry, (y0, x0, y0 + size, x0 + size))
+            t1 = time.perf_counter()
+            seconds["read"] += t1 - t
+            meta = pair_meta(row, attrs_of[entry], size, plan["split"])
+            key = schema.make_key(row["pair_id"], int(row["row"]), int(row["col"]))
+            sample = schema.encode_pair(key, tiles[0], tiles[1], meta, fmt=fmt)
+            seconds["encode"] += time.perf_counter() - t1
+            yield sample
+
+    start = time.perf_counter()
+    record = writer.write_shard(samples(), out, plan["split"], plan["index"])
+    seconds["write"] = time.perf_counter() - start - seconds["read"] - seconds["encode"]
+    return {"status": "ok", "record": record, "seconds": seconds}
+
+
+# ------------------------------------------------------------------ output folder
+
+
+def remove_stale_shards(out, keep: set[str]) -> list[str]:
+    """Delete shard files (``split-NNNNNN.tar``/``.idx``) of an earlier build not in ``keep``."""
+    removed = []
+    keep_all = set(keep) | {n[:-4] + ".idx" for n in keep}
+    for name in sorted(os.listdir(out)):
+        if _SHARD_FILE.match(name) and name not in keep_all:
+            os.unlink(os.path.join(out, name))
+            removed.append(name)
+    return removed
+
+
+def write_build_manifest(out, records, params: dict, cache_hash: str) -> dict:
+    from shards import manifest
+
+    man = manifest.build_manifest(records, params, extra={"sample_kind": "pair",
+                                                          "cache_params_hash": cache_hash})
+    manifest.write_manifest(str(out), man)
+    return man

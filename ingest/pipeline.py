@@ -1,0 +1,347 @@
+"""Dask orchestration of ``ingest build-shards``: exams → registered zarr cache → shards.
+
+Stages (each a set of Dask tasks with a progress bar, except where noted):
+
+1. ``exams``    (driver) the dataset adapter's exam table;
+2. ``pairs``    (driver) left/right pairing per (patient, study, view);
+3. ``register`` one task per pair: decode both DICOMs, normalise, register (the side with ROIs is
+   fixed), write the pair to the zarr cache; pairs already cached are not recomputed;
+4. ``tile``     one task per pair that passes the quality check: grid tiles, background and border
+   rules, abnormal area A; returns index rows (numbers, never pixels);
+5. ``pack``     (driver) patient-level split, a seeded permutation per split, cut into shards;
+   one task per shard reads its tiles from the cache, encodes and writes the shard;
+6. ``manifest`` (driver) written last, then ``report.json``.
+
+Parallelism is across pairs and shards; SimpleITK runs one thread per task, so results do not
+depend on the number of workers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from ingest import packing, report as report_mod
+from ingest.adapters import load_exams
+from ingest.adapters.table import Skip
+from ingest.cache import PairCache, file_fingerprint
+from ingest.pairing import ExamPair, pair_exams
+
+DEFAULT_OUT_SHAPE = (1152, 896)
+
+
+@dataclass
+class RegistrationSettings:
+    transform: str = "rigid"
+    shrink: tuple = (8, 4, 2)
+    sampling: float = 0.05
+    iterations: int = 60
+    seed: int = 0
+
+    def kwargs(self) -> dict:
+        return {"transform": self.transform, "shrink": tuple(self.shrink), "sampling": self.sampling,
+                "iterations": self.iterations, "seed": self.seed}
+
+
+@dataclass
+class BuildConfig:
+    dataset: str
+    out: str
+    size: int = 96
+    root: str | None = None
+    manifest_csv: str | None = None
+    stride: int | None = None
+    fmt: str = "png"
+    seed: int = 0
+    shard_size: int = 1000
+    max_background: float = 0.5
+    max_border_xor: float = 0.2
+    out_shape: tuple = DEFAULT_OUT_SHAPE
+    quality: dict = field(default_factory=dict)      # thresholds, e.g. {"dice_after": 0.85}
+    registration: RegistrationSettings = field(default_factory=RegistrationSettings)
+    cache_dir: str | None = None
+    patients: int | None = None                      # synthetic only
+    image_size: tuple | None = None                  # synthetic only
+    workers: int | None = None
+    threads_per_worker: int = 1
+    scheduler: str | None = None
+    progress: bool = True
+
+    @property
+    def effective_stride(self) -> int:
+        return int(self.stride or self.size)
+
+    def cache_params(self) -> dict:
+        """What changes the registered pixels (NOT the tile size: --size 96 and 256 share it)."""
+        return {"out_shape": list(self.out_shape), "registration": asdict(self.registration),
+                "normalize": {"voi": "auto", "crop": "none"}}
+
+    def build_params(self) -> dict:
+        """The manifest's params: what changes the shards' bytes (no paths, no worker counts)."""
+        return {"dataset": self.dataset, "size": int(self.size), "stride": self.effective_stride,
+                "format": self.fmt, "seed": int(self.seed), "shard_size": int(self.shard_size),
+                "max_background": float(self.max_background),
+                "max_border_xor": float(self.max_border_xor),
+                "quality": dict(sorted(self.quality.items())), **self.cache_params(),
+                "patients": self.patients if self.dataset == "synthetic" else None,
+                "image_size": list(self.image_size) if self.image_size else None}
+
+
+# ------------------------------------------------------------------ the register task
+
+
+def pair_inputs(pair: ExamPair) -> dict:
+    """What identifies a pair's inputs (its files and their annotations) for the cache key."""
+    return {side: {**img.to_dict(), "file": file_fingerprint(img.path)}
+            for side, img in (("left", pair.left), ("right", pair.right))}
+
+
+def _roi_boxes(img) -> np.ndarray:
+    return np.array([r.box for r in img.rois], dtype=np.float64).reshape(-1, 4)
+
+
+def _roi_area(img) -> float:
+    b = _roi_boxes(img)
+    return float(((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).sum()) if len(b) else 0.0
+
+
+def prepare_pair(pair: ExamPair, cache: PairCache, settings: RegistrationSettings,
+                 out_shape=DEFAULT_OUT_SHAPE) -> dict:
+    """Decode, normalise and register one pair into the cache; a small summary comes back.
+
+    Expected failures (unreadable file, no breast, registration error) come back as
+    ``{"status": "failed", "reason", "detail", "item"}``, never as exceptions.
+    """
+    import pydicom
+
+    from ingest import normalize, register
+
+    result = {"pair_id": pair.pair_id, "patient": pair.patient, "entry": None, "seconds": {}}
+    try:
+        inputs = pair_inputs(pair)
+    except OSError as exc:
+        return {**result, "status": "failed", "reason": "missing file", "detail": str(exc),
+                "item": getattr(exc, "filename", "") or pair.left.path}
+    name = cache.entry_name(pair.pair_id, inputs)
+    result["entry"] = name
+    if cache.has(name):
+        return {**result, "status": "cached", "quality": cache.attrs(name)["quality"]}
+
+    seconds = result["seconds"]
+    images, norm = {}, {}
+    for side, img in (("left", pair.left), ("right", pair.right)):
+        t = time.perf_counter()
+        try:
+            ds = pydicom.dcmread(img.path)
+            ds.pixel_array  # decode now (cached on ds), so decode and normalise are timed apart
+        except Exception as exc:  # noqa: BLE001 - a bad file is reported, not raised
+            return {**result, "status": "failed", "reason": "unreadable", "item": img.path,
+                    "detail": f"{type(exc).__name__}: {exc}"}
+        seconds["decode"] = seconds.get("decode", 0.0) + time.perf_counter() - t
+        t = time.perf_counter()
+        try:
+            norm[side] = normalize.normalize_dataset(ds, out_shape=tuple(out_shape))
+        except Exception as exc:  # noqa: BLE001
+            return {**result, "status": "failed", "reason": "normalisation failed", "item": img.path,
+                    "detail": f"{type(exc).__name__}: {exc}"}
+        seconds["normalise"] = seconds.get("normalise", 0.0) + time.perf_counter() - t
+        images[side] = img
+        del ds
+
+    fixed = register.choose_fixed(bool(pair.left.rois), bool(pair.right.rois),
+                                  _roi_area(pair.left), _roi_area(pair.right))
+    moving = "right" if fixed == "left" else "left"
+    t = time.perf_counter()
+    try:
+        reg = register.register_pair(norm[fixed].pixels, norm[moving].pixels, norm[fixed].mask,
+                                     norm[moving].mask, threads=1, **settings.kwargs())
+    except Exception as exc:  # noqa: BLE001
+        return {**result, "status": "failed", "reason": "registration failed",
+                "item": pair.pair_id, "detail": f"{type(exc).__name__}: {exc}"}
+    seconds["register"] = time.perf_counter() - t
+
+    pixels = {fixed: norm[fixed].pixels, moving: reg.moved}
+    masks = {fixed: norm[fixed].mask, moving: reg.moved_mask}
+    rois = {}
+    for side in ("left", "right"):
+        img = images[side]
+        boxes = norm[side].map_boxes(_roi_boxes(img)) if img.rois else np.zeros((0, 4))
+        if side == moving and len(boxes):
+            boxes = register.map_boxes_to_fixed(reg.transform, boxes)
+        rois[side] = [[round(float(v), 3) for v in box] + [roi.label]
+                      for box, roi in zip(boxes, img.rois)]
+    quality = {k: float(v) for k, v in reg.quality().items()}
+    attrs = {
+        "pair_id": pair.pair_id, "dataset": pair.dataset, "patient": pair.patient,
+        "study": pair.study, "view": pair.view, "registered_side": moving,
+        "source": {"left": pair.left.image_id, "right": pair.right.image_id},
+        "rois": rois, "roi_birads": {s: [r.birads for r in images[s].rois] for s in rois},
+        "birads": {"left": pair.left.birads, "right": pair.right.birads},
+        "outcome": pair.left.outcome or pair.right.outcome,
+        "quality": quality, "transform": reg.transform, "bits": 16,
+        "shape": list(norm["left"].pixels.shape),
+        "geometry": {s: norm[s].meta() for s in ("left", "right")},
+    }
+    t = time.perf_counter()
+    cache.write(name, np.stack([pixels["left"], pixels["right"]]),
+                np.stack([masks["left"], masks["right"]]), attrs)
+    seconds["cache_write"] = time.perf_counter() - t
+    return {**result, "status": "registered", "quality": quality}
+
+
+def check_quality(quality: dict, thresholds: dict) -> tuple[bool, str]:
+    from ingest import register
+
+    return register.passes_quality(SimpleNamespace(**quality), thresholds or None)
+
+
+# ------------------------------------------------------------------ Dask plumbing
+
+
+@contextmanager
+def dask_client(workers: int | None = None, threads_per_worker: int = 1, scheduler: str | None = None,
+                quiet: bool = False):
+    """A distributed Client: to ``scheduler`` when given, else a LocalCluster of processes."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        client = Client(scheduler)
+        cluster = None
+    else:
+        n = int(workers or os.cpu_count() or 1)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=int(threads_per_worker),
+                               processes=True, silence_logs=logging.ERROR,
+                               dashboard_address="127.0.0.1:0")
+        client = Client(cluster)
+    try:
+        if not quiet:
+            link = getattr(client, "dashboard_link", None)
+            n_workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+            print(f"dask: {n_workers} worker(s) at {client.scheduler.address}"
+                  + (f", dashboard {link}" if link else ""), file=sys.stderr)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_stage(client, name: str, func, items, *, progress: bool = True, **kwargs) -> list:
+    """Map ``func`` over ``items`` on the cluster; results in ``items`` order.
+
+    A task that raises is returned as ``{"status": "error", "detail": ...}`` so that one bad
+    input never stops the others.
+    """
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    if not items:
+        return []
+    futures = [client.submit(func, item, pure=False, **kwargs) for item in items]
+    position = {f.key: i for i, f in enumerate(futures)}
+    results: list = [None] * len(futures)
+    with tqdm(total=len(futures), desc=name, unit="task", disable=not progress, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        for future in as_completed(futures):
+            i = position[future.key]
+            try:
+                results[i] = future.result()
+            except Exception as exc:  # noqa: BLE001
+                results[i] = {"status": "error", "detail": f"{type(exc).__name__}: {exc}"}
+            future.release()
+            bar.update(1)
+    return results
+
+
+# ------------------------------------------------------------------ the build
+
+
+def build_shards(config: BuildConfig, client=None) -> dict:
+    """Run every stage; returns the report (also written to ``<out>/report.json``)."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = report_mod.Report(params=config.build_params())
+    cache_root = Path(config.cache_dir) if config.cache_dir else _default_cache_dir()
+
+    with rep.stage("exams"):
+        table = load_exams(config.dataset, config.root, manifest=config.manifest_csv,
+                           cache_dir=cache_root, patients=config.patients, seed=config.seed,
+                           image_size=config.image_size, workers=config.workers or 1)
+    rep.exams(table)
+    with rep.stage("pairs"):
+        pairs, unpaired = pair_exams(table)
+    rep.pairing(pairs, unpaired)
+
+    cache = PairCache(cache_root, config.cache_params())
+    cache.clean_temporary()
+    with _client_or(client, config) as c:
+        with rep.stage("register"):
+            prepared = run_stage(c, "register", prepare_pair, pairs, progress=config.progress,
+                                 cache=cache, settings=config.registration,
+                                 out_shape=tuple(config.out_shape))
+        accepted = []
+        for pair, res in zip(pairs, prepared):
+            rep.pair_prepared(res)
+            if res.get("status") in ("registered", "cached"):
+                ok, why = check_quality(res["quality"], config.quality)
+                if ok:
+                    accepted.append((pair, res))
+                    rep.pair_used(pair, res)
+                else:
+                    rep.pair_rejected(pair, "quality below threshold", why, res.get("quality"))
+            else:
+                rep.pair_rejected(pair, res.get("reason", "error"), res.get("detail", ""),
+                                  item=res.get("item"))
+        rep.task_seconds(prepared)
+
+        with rep.stage("tile"):
+            tiled = run_stage(c, "tile", packing.tile_entry, [res["entry"] for _, res in accepted],
+                              progress=config.progress, cache=cache, size=config.size,
+                              stride=config.effective_stride,
+                              max_background=config.max_background,
+                              max_border_xor=config.max_border_xor)
+        rep.task_seconds(tiled)
+        index = packing.build_index(
+            [(pair.patient, t) for (pair, _), t in zip(accepted, tiled)], seed=config.seed)
+        rep.tiles(tiled)
+        with rep.stage("pack"):
+            plans = packing.plan_shards(index, seed=config.seed, shard_size=config.shard_size)
+            written = run_stage(c, "pack", packing.write_shard_task, plans, progress=config.progress,
+                                cache=cache, out=str(out), size=config.size, fmt=config.fmt)
+        errors = [w for w in written if w.get("status") == "error"]
+        if errors:
+            raise RuntimeError(f"{len(errors)} shard(s) failed to write: {errors[0]['detail']}")
+        rep.task_seconds(written)
+
+    with rep.stage("manifest"):
+        records = [w["record"] for w in written]
+        packing.remove_stale_shards(out, {r["name"] for r in records})
+        manifest = packing.write_build_manifest(out, records, config.build_params(),
+                                                cache.params_hash)
+    rep.samples(manifest)
+    rep.cache(str(cache.root), cache.params_hash)
+    rep.write(out)
+    return rep.data
+
+
+def _default_cache_dir() -> Path:
+    from ingest.adapters.synthetic import default_cache_dir
+
+    return default_cache_dir()
+
+
+@contextmanager
+def _client_or(client, config: BuildConfig):
+    if client is not None:
+        yield client
+        return
+    with dask_client(config.workers, config.threads_per_worker, config.scheduler,
+                     quiet=not config.progress) as c:
+        yield c
