@@ -1,0 +1,123 @@
+"""``make_loader``: the one entry point the training code uses, whatever the backend."""
+from __future__ import annotations
+
+import os
+
+from loaders import modes
+from loaders.augment import AugmentSpec
+from loaders.epochs import EpochState, batches_per_rank, resume_blocks
+from loaders.sources import open_shard_set
+
+BACKENDS = ("torch", "dali")
+
+
+class Loader:
+    """An iterable of batch dicts over one epoch at a time, with resumable state.
+
+    Iterating runs the current epoch from its resume point; when the epoch ends, the loader moves
+    on to the next one (``set_epoch`` chooses one explicitly). ``state_dict()`` taken after ``k``
+    batches and given to ``load_state_dict`` of a fresh loader makes it continue with batch
+    ``k + 1`` of the same sequence.
+    """
+
+    def __init__(self, source, *, mode="pairs", backend="torch", batch_size=64, augment=None,
+                 rank=0, world_size=1, workers=2, seed=0, epoch=0, device=None, split="train",
+                 shuffle_buffer=1000, cache_dir=None, endpoint=None, dali_threads=None):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        if batch_size < 1 or workers < 0:
+            raise ValueError("batch_size must be positive and workers non-negative")
+        self.mode = modes.check_mode(mode)
+        if backend == "dali" and self.mode == "ssl" and batch_size % 2:
+            raise ValueError("the DALI backend reads ssl batches as pairs: use an even batch_size")
+        self.backend = backend
+        self.shard_set = open_shard_set(source, split, endpoint=endpoint)
+        self.augment = augment if augment is not None else AugmentSpec()
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.workers, self.seed, self.device = workers, seed, device
+        self.shuffle_buffer = shuffle_buffer
+        self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
+        self.dali_threads = dali_threads or max(1, workers)
+        self._state = EpochState(seed=seed, epoch=epoch, world_size=world_size, rank=rank,
+                                 workers=workers, batch_size=batch_size)
+
+    # --- epochs and state -------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        return self._state.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self._state.epoch, self._state.batches_done = int(epoch), 0
+
+    def __len__(self) -> int:
+        """Batches per epoch, the same on every rank."""
+        units = modes.units_per_sample(self.mode) if self.backend == "torch" else 1
+        per_batch = self.batch_size // 2 if (self.backend == "dali" and self.mode == "ssl") \
+            else self.batch_size
+        return batches_per_rank(self.shard_set.samples * units, self.world_size, per_batch)
+
+    def state_dict(self) -> dict:
+        return {**self._state.to_dict(), "backend": self.backend, "mode": self.mode}
+
+    def load_state_dict(self, state: dict) -> None:
+        restored = EpochState.from_dict(state)
+        for name in ("seed", "world_size", "rank", "batch_size"):
+            if getattr(restored, name) != getattr(self._state, name):
+                raise ValueError(f"cannot resume: state has {name}={getattr(restored, name)}, "
+                                 f"this loader {getattr(self._state, name)}")
+        if state.get("backend", self.backend) != self.backend or \
+                state.get("mode", self.mode) != self.mode:
+            raise ValueError("cannot resume: the state comes from another backend or mode")
+        if (restored.batches_done and max(1, restored.workers) != max(1, self.workers)
+                and self.backend == "torch"):
+            raise ValueError(f"cannot resume mid-epoch with {self.workers} workers: the epoch "
+                             f"was started with {restored.workers} (the batch order depends on it)")
+        self._state = restored
+        self._state.workers = self.workers
+
+    # --- iteration --------------------------------------------------------------------------
+
+    def __iter__(self):
+        state = self._state
+        if state.batches_done >= len(self):
+            self.set_epoch(state.epoch + 1)
+        epoch, done = state.epoch, state.batches_done
+        for batch in self._batches(epoch, done):
+            state.batches_done += 1
+            yield batch
+        if state.epoch == epoch and state.batches_done >= len(self):
+            self.set_epoch(epoch + 1)
+
+    def _batches(self, epoch: int, done: int):
+        if self.backend == "torch":
+            return self._torch_batches(epoch, done)
+        from loaders.dali_pipeline import dali_batches
+
+        return dali_batches(self, epoch, done)
+
+    def _torch_batches(self, epoch: int, done: int):
+        from loaders.torch_pipeline import PlannedBatches, batch_iterator
+
+        blocks = resume_blocks(len(self), self.workers, done)
+        dataset = PlannedBatches(self.shard_set, self.mode, batch_size=self.batch_size,
+                                 seed=self.seed, epoch=epoch, rank=self.rank,
+                                 world_size=self.world_size, worker_batches=blocks,
+                                 shuffle_buffer=self.shuffle_buffer, cache_dir=self.cache_dir)
+        for raw in batch_iterator(dataset, self.workers):
+            yield modes.finish(self.mode, raw, self.augment, seed=self.seed, epoch=epoch,
+                               rank=self.rank, device=self.device)
+
+
+def make_loader(source, mode="pairs", backend="torch", batch_size=64, augment=None, rank=0,
+                world_size=1, workers=2, seed=0, epoch=0, device=None, **options) -> Loader:
+    """A loader over a shard set (root path or URL holding ``manifest.json``).
+
+    Options: ``split`` ("train"), ``shuffle_buffer`` (1000 samples), ``cache_dir`` (local copies
+    of remote shards), ``endpoint`` (S3 endpoint URL), ``dali_threads``.
+    """
+    return Loader(source, mode=mode, backend=backend, batch_size=batch_size, augment=augment,
+                  rank=rank, world_size=world_size, workers=workers, seed=seed, epoch=epoch,
+                  device=device, **options)

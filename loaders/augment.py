@@ -1,0 +1,159 @@
+"""The augmentation, defined once as parameters, and its batched torch implementation.
+
+Output contract (both backends): float32 NCHW in ``[0, 1]``. A uint16 patch is divided by
+``2**bits - 1`` (``bits`` from the sample's metadata), then, per sample:
+
+1. random resized crop: area fraction uniform in ``scale``, aspect ratio log-uniform in ``ratio``
+   (10 attempts, then a centre crop clamped to ``ratio``, as torchvision and DALI do), resized to
+   ``size x size`` with bilinear sampling that averages several points when shrinking;
+2. gamma ``x ** g``, ``g`` log-uniform in ``gamma``;
+3. contrast ``(x - m) * c + m`` around the sample's mean ``m``, ``c`` uniform in ``contrast``,
+   then clamped to ``[0, 1]``;
+4. horizontal flip with probability ``hflip``, vertical with probability ``vflip``.
+
+Channels of one sample (the left and right patch of a pair) share one draw, so a pair stays
+aligned. ``AugmentSpec.identity(size)`` changes nothing but the scaling; the DALI pipeline in
+``dali_pipeline.py`` implements the same steps with DALI operators.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torchvision.ops import roi_align
+
+CROP_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    size: int = 96
+    scale: tuple[float, float] = (0.5, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    gamma: tuple[float, float] = (0.8, 1.25)
+    contrast: tuple[float, float] = (0.8, 1.2)
+    hflip: float = 0.5
+    vflip: float = 0.0
+
+    def __post_init__(self):
+        for name in ("scale", "ratio", "gamma", "contrast"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"AugmentSpec.{name} must be 0 < low <= high, got {(lo, hi)}")
+            object.__setattr__(self, name, (float(lo), float(hi)))
+        if self.scale[1] > 1.0:
+            raise ValueError(f"AugmentSpec.scale must be at most 1, got {self.scale}")
+        for name in ("hflip", "vflip"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"AugmentSpec.{name} is a probability, got {getattr(self, name)}")
+        if self.size < 1:
+            raise ValueError(f"AugmentSpec.size must be positive, got {self.size}")
+
+    @classmethod
+    def identity(cls, size: int) -> "AugmentSpec":
+        """Only the scaling to ``[0, 1]``: the crop is the whole patch, no photometric change."""
+        return cls(size=size, scale=(1.0, 1.0), ratio=(1.0, 1.0), gamma=(1.0, 1.0),
+                   contrast=(1.0, 1.0), hflip=0.0, vflip=0.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def scale_to_unit(pixels: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """uint16 (any int) ``[B, C, H, W]`` -> float32 in ``[0, 1]``, each sample by its own bits."""
+    top = (torch.pow(2.0, bits.to(torch.float32)) - 1.0).to(pixels.device)
+    return pixels.to(torch.float32) / top.view(-1, 1, 1, 1)
+
+
+def crop_boxes(batch: int, height: int, width: int, spec: AugmentSpec,
+               generator: torch.Generator) -> torch.Tensor:
+    """``[B, 4]`` float boxes ``x0, y0, x1, y1`` (pixel edges) of random resized crops."""
+    area = float(height * width)
+    lo, hi = spec.scale
+    log_lo, log_hi = math.log(spec.ratio[0]), math.log(spec.ratio[1])
+    target = area * (lo + (hi - lo) * torch.rand(batch, CROP_ATTEMPTS, generator=generator))
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(batch, CROP_ATTEMPTS,
+                                                                generator=generator))
+    w = torch.round(torch.sqrt(target * aspect))
+    h = torch.round(torch.sqrt(target / aspect))
+    ok = (w >= 1) & (h >= 1) & (w <= width) & (h <= height)
+    first = torch.argmax(ok.to(torch.int8), dim=1)              # first valid attempt
+    any_ok = ok.any(dim=1)
+    pick = torch.arange(batch)
+    w, h = w[pick, first], h[pick, first]
+    # Fallback (no valid attempt): centre crop with the aspect ratio clamped into range.
+    in_ratio = width / height
+    if in_ratio < spec.ratio[0]:
+        fw, fh = width, round(width / spec.ratio[0])
+    elif in_ratio > spec.ratio[1]:
+        fw, fh = round(height * spec.ratio[1]), height
+    else:
+        fw, fh = width, height
+    w = torch.where(any_ok, w, torch.full_like(w, fw))
+    h = torch.where(any_ok, h, torch.full_like(h, fh))
+    u = torch.rand(batch, 2, generator=generator)
+    x0 = torch.where(any_ok, torch.floor(u[:, 0] * (width - w + 1)), (width - w) // 2)
+    y0 = torch.where(any_ok, torch.floor(u[:, 1] * (height - h + 1)), (height - h) // 2)
+    return torch.stack([x0, y0, x0 + w, y0 + h], dim=1)
+
+
+def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop ``boxes`` out of ``[B, C, H, W]`` and resize each to ``size``: one ``roi_align``
+    call; it averages ``ceil(box/size)`` points per output pixel, so shrinking is antialiased,
+    and the whole patch at its own size is returned unchanged."""
+    if boxes.shape[0] == 0:
+        return images.new_zeros((0, images.shape[1], size, size))
+    rois = torch.cat([torch.arange(len(boxes), dtype=boxes.dtype).view(-1, 1), boxes], dim=1)
+    return roi_align(images, rois.to(images.device, images.dtype), output_size=(size, size),
+                     spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
+def photometric(x: torch.Tensor, gamma: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+    """Gamma then contrast around each sample's mean, clamped to ``[0, 1]``."""
+    x = torch.pow(x.clamp_min(0.0), gamma.view(-1, 1, 1, 1))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * contrast.view(-1, 1, 1, 1) + mean).clamp_(0.0, 1.0)
+
+
+def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
+    """Augment a float ``[B, C, H, W]`` batch in ``[0, 1]`` (any device); random draws are made
+    on the CPU ``generator`` so a seed gives the same batch on every device."""
+    b, _, height, width = x.shape
+    dev = x.device
+    boxes = crop_boxes(b, height, width, spec, generator)
+    identity_crop = (spec.size == height == width) and bool(
+        (boxes == torch.tensor([0.0, 0.0, width, height])).all())
+    if not identity_crop:
+        x = resized_crop(x, boxes, spec.size)
+    g = _log_uniform(b, spec.gamma, generator)
+    c = _uniform(b, spec.contrast, generator)
+    if spec.gamma != (1.0, 1.0) or spec.contrast != (1.0, 1.0):
+        x = photometric(x, g.to(dev), c.to(dev))
+    flips = torch.rand(b, 2, generator=generator)
+    h = (flips[:, 0] < spec.hflip).to(dev).view(-1, 1, 1, 1)
+    v = (flips[:, 1] < spec.vflip).to(dev).view(-1, 1, 1, 1)
+    if spec.hflip > 0:
+        x = torch.where(h, x.flip(-1), x)
+    if spec.vflip > 0:
+        x = torch.where(v, x.flip(-2), x)
+    return x.contiguous()
+
+
+def batch_generator(seed: int, epoch: int, rank: int, batch_index: int, view: int = 0):
+    """The CPU generator for one batch: a function of where the batch sits, not of workers."""
+    g = torch.Generator()
+    parts = [int(p) & 0xFFFFFFFF for p in (seed, epoch, rank, batch_index, view)]
+    g.manual_seed(int(np.random.SeedSequence(parts).generate_state(1, np.uint64)[0] >> 1))
+    return g
+
+
+def _uniform(n, bounds, generator):
+    lo, hi = bounds
+    return lo + (hi - lo) * torch.rand(n, generator=generator)
+
+
+def _log_uniform(n, bounds, generator):
+    lo, hi = math.log(bounds[0]), math.log(bounds[1])
+    return torch.exp(lo + (hi - lo) * torch.rand(n, generator=generator))

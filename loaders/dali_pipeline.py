@@ -1,0 +1,229 @@
+"""The DALI backend: ``fn.readers.webdataset`` with the shards' index files, bit-exact 16-bit
+decode on the CPU, the augmentation of ``augment.py`` as DALI operators (on the GPU when there is
+one, on the CPU when ``device_id=None``), and a torch iterator.
+
+Epoch contract, the same as the torch backend's where DALI allows:
+
+* the epoch's shard order is ``epochs.shard_order(seed, epoch)``; the reader is rebuilt per epoch
+  with that file list, ``shard_id=rank``, ``num_shards=world_size`` and ``stick_to_shard=True``,
+  so rank ``r`` reads exactly the contiguous range ``epochs.rank_range`` of the epoch's sequence;
+* ``pad_last_batch=True`` makes every rank run ``ceil(ceil(N/R)/B)`` full batches; the iterator
+  uses ``LastBatchPolicy.FILL`` (full batches, the padding repeats the rank's last sample) and the
+  loader flags the padded slots ``is_pad`` from the counts, so nothing is dropped or seen twice;
+* within a rank, DALI's reader shuffles with a window of ``shuffle_buffer`` samples, seeded from
+  ``(seed, epoch, rank)``: deterministic, but a different order than the torch backend's;
+* resume: the pipeline for the epoch is rebuilt and the ``k`` batches already consumed are read
+  and discarded (the reader state cannot be moved forward without reading). Exactly-once and
+  the sequence are preserved; the cost is reading those batches again.
+
+DALI cannot parse JSON, so the scale ``2**bits - 1`` is one number per pipeline: the shard set's
+``params["bits"]`` or the first sample's; each batch's metadata is checked against it.
+ssl mode reads pairs and returns both patches of each pair (``B/2`` pairs per batch of ``B``).
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import torch
+
+from loaders import modes
+from loaders.augment import AugmentSpec
+from loaders.epochs import rank_range, shard_order
+from loaders.sources import ShardSet, cached
+from shards import openers
+
+READER = "reader"
+
+
+def image_exts(mode: str, fmt: str) -> list[str]:
+    ext = "png" if fmt == "png" else "u16"
+    return [ext] if mode == "labelled" else [f"left.{ext}", f"right.{ext}"]
+
+
+def augment_dali(x, spec: AugmentSpec, top: float, size_in: int):
+    """The augmentation on an HWC uint16 DataNode -> CHW float32 in [0, 1]."""
+    from nvidia.dali import fn, types
+    import nvidia.dali.math as dmath
+
+    identity_crop = (spec.scale == (1.0, 1.0) and spec.ratio == (1.0, 1.0)
+                     and spec.size == size_in)
+    if not identity_crop:
+        x = fn.random_resized_crop(x, size=[spec.size, spec.size], random_area=list(spec.scale),
+                                   random_aspect_ratio=list(spec.ratio), num_attempts=10,
+                                   interp_type=types.INTERP_LINEAR, antialias=True)
+    x = fn.cast(x, dtype=types.FLOAT) / np.float32(top)
+    if spec.gamma != (1.0, 1.0) or spec.contrast != (1.0, 1.0):
+        g = dmath.exp(fn.random.uniform(range=[math.log(spec.gamma[0]), math.log(spec.gamma[1])]))
+        x = dmath.pow(dmath.max(x, 0.0), g)
+        c = fn.random.uniform(range=list(spec.contrast))
+        m = fn.reductions.mean(x)
+        x = dmath.clamp((x - m) * c + m, 0.0, 1.0)
+    if spec.hflip > 0 or spec.vflip > 0:
+        x = fn.flip(x, horizontal=fn.random.coin_flip(probability=spec.hflip),
+                    vertical=fn.random.coin_flip(probability=spec.vflip))
+    return fn.transpose(x, perm=[2, 0, 1])
+
+
+def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top: float,
+                   spec: AugmentSpec, batch_size: int, shard_id: int, num_shards: int, seed: int,
+                   shuffle_buffer: int, device_id, num_threads: int):
+    from nvidia.dali import fn, pipeline_def, types
+
+    exts = image_exts(mode, fmt) + ["json"]
+    dtypes = [types.UINT16 if e.endswith("u16") else types.UINT8 for e in exts]
+
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
+                  prefetch_queue_depth=2)
+    def pipe():
+        outs = fn.readers.webdataset(
+            paths=paths, index_paths=index_paths, ext=exts, dtypes=dtypes,
+            missing_component_behavior="error", shard_id=shard_id, num_shards=num_shards,
+            pad_last_batch=True, stick_to_shard=True, random_shuffle=shuffle_buffer > 1,
+            initial_fill=max(1, shuffle_buffer), seed=seed, name=READER)
+        *encoded, meta = outs
+        images = []
+        for data in encoded:
+            if fmt == "png":
+                img = fn.decoders.image(data, device="cpu", output_type=types.GRAY,
+                                        dtype=types.UINT16)
+            else:
+                img = fn.reshape(data, shape=[size_in, size_in, 1])
+            images.append(img.gpu() if device_id is not None else img)
+        meta = fn.pad(meta, fill_value=32, axes=(0,))   # JSON allows trailing blanks
+        # "<tar>:<offset>:<key>.<ext>": the sample's key, which DALI does not return otherwise
+        source = fn.pad(fn.get_property(encoded[0], key="source_info"), fill_value=0, axes=(0,))
+        if mode == "pairs":
+            x = augment_dali(fn.cat(images[0], images[1], axis=2), spec, top, size_in)
+            return x, meta, source
+        if mode == "ssl":
+            views = [augment_dali(img, spec, top, size_in) for img in images for _ in range(2)]
+            return (*views, meta, source)
+        return augment_dali(images[0], spec, top, size_in), meta, source
+
+    return pipe()
+
+
+def output_names(mode: str) -> list[str]:
+    if mode == "pairs":
+        return ["pixels", "meta", "source"]
+    if mode == "ssl":
+        return ["left1", "left2", "right1", "right2", "meta", "source"]
+    return ["image", "meta", "source"]
+
+
+def local_paths(loader) -> tuple[list[str], list[str]]:
+    """Local tar and index paths (remote shards go through the local cache first)."""
+    shard_set: ShardSet = loader.shard_set
+    need_cache = not shard_set.is_local
+    cache_dir = loader.cache_dir
+    if need_cache and cache_dir is None:
+        raise ValueError(f"{shard_set.root}: the DALI backend reads remote shards through a "
+                         "local cache: pass cache_dir=")
+    tars, idxs = [], []
+    for ref in shard_set.shards:
+        if ref.index_url is None:
+            raise ValueError(f"{ref.url}: no DALI index file in the manifest")
+        tars.append(openers.local_path(cached(ref.url, cache_dir)))
+        idxs.append(openers.local_path(cached(ref.index_url, cache_dir)))
+    return tars, idxs
+
+
+def probe(shard_set: ShardSet, cache_dir) -> tuple[str, int, int]:
+    """(pixel format, patch size, bits) from the first sample of the first shard."""
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    url = cached(shard_set.shards[0].url, cache_dir)
+    with openers.open_url(url) as stream:
+        sample = next(iter(group_by_keys(tar_file_expander([{"url": url, "stream": stream}]))))
+    from shards import schema
+
+    meta = json.loads(sample["json"])
+    bits = int(shard_set.params.get("bits", meta["bits"]))
+    return schema.sample_format(sample), int(meta["size"]), bits
+
+
+def dali_batches(loader, epoch: int, done: int):
+    """The DALI backend's batches for ``epoch``, from batch ``done`` on."""
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+    mode = loader.mode
+    fmt, size_in, bits = probe(loader.shard_set, loader.cache_dir)
+    tars, idxs = local_paths(loader)
+    order = shard_order(len(tars), loader.seed, epoch)
+    per_batch = loader.batch_size // 2 if mode == "ssl" else loader.batch_size
+    device_id = _device_id(loader.device)
+    seed = _seed(loader.seed, epoch, loader.rank)
+    pipe = build_pipeline([tars[i] for i in order], [idxs[i] for i in order], mode=mode, fmt=fmt,
+                          size_in=size_in, top=float(2 ** bits - 1), spec=loader.augment,
+                          batch_size=per_batch, shard_id=loader.rank,
+                          num_shards=loader.world_size, seed=seed,
+                          shuffle_buffer=loader.shuffle_buffer, device_id=device_id,
+                          num_threads=loader.dali_threads)
+    names = output_names(mode)
+    iterator = DALIGenericIterator([pipe], names, reader_name=READER,
+                                   last_batch_policy=LastBatchPolicy.FILL, auto_reset=False)
+    begin, end = rank_range(loader.shard_set.samples, loader.rank, loader.world_size)
+    real = end - begin
+    n_batches = len(loader)
+    try:
+        for j, out in enumerate(iterator):
+            if j >= n_batches:
+                break
+            if j < done:
+                continue
+            yield _to_batch(mode, out[0], j, per_batch, real, bits, loader.device)
+    finally:
+        del iterator, pipe
+
+
+def _to_batch(mode, out: dict, j: int, per_batch: int, real: int, bits: int, device) -> dict:
+    metas = [json.loads(bytes(row.numpy().tobytes())) for row in out["meta"]]
+    for m in metas:
+        if int(m["bits"]) != bits:
+            raise ValueError(f"sample has bits={m['bits']}, the DALI pipeline scales by "
+                             f"{bits}: shard sets with mixed bit depths need the torch backend")
+    pad = torch.arange(j * per_batch, (j + 1) * per_batch) >= real
+    out_keys = [_source_key(row) for row in out["source"]]
+    batch = {"meta": metas, "batch_index": j}
+    if mode == "pairs":
+        x = out["pixels"]
+        batch.update(left=x[:, :1], right=x[:, 1:], is_pad=pad, key=out_keys,
+                     area=torch.tensor([float(m["area"]["pair"]) for m in metas]))
+    elif mode == "ssl":
+        batch.update(view1=torch.cat([out["left1"], out["right1"]]),
+                     view2=torch.cat([out["left2"], out["right2"]]),
+                     is_pad=torch.cat([pad, pad]), meta=metas + metas,
+                     key=[f"{k}/left" for k in out_keys] + [f"{k}/right" for k in out_keys])
+    else:
+        batch.update(image=out["image"], is_pad=pad, key=out_keys,
+                     label=torch.tensor([int(m["label"]) for m in metas], dtype=torch.int64))
+    return _to_device(batch, device)
+
+
+def _source_key(row: torch.Tensor) -> str:
+    member = row.numpy().tobytes().rstrip(b"\0").decode("utf-8").rsplit(":", 1)[-1]
+    return member.split(".", 1)[0]
+
+
+def _to_device(batch: dict, device):
+    if device is None:
+        return batch
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in batch.items()}
+
+
+def _device_id(device):
+    """``None`` (CPU-only DALI) unless a CUDA device is asked for and present."""
+    if device is None:
+        return None
+    dev = torch.device(device)
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return dev.index if dev.index is not None else torch.cuda.current_device()
+
+
+def _seed(seed: int, epoch: int, rank: int) -> int:
+    parts = [int(p) & 0xFFFFFFFF for p in (seed, epoch, rank, 0xDA11)]
+    return int(np.random.SeedSequence(parts).generate_state(1)[0] & 0x7FFFFFFF)

@@ -1,0 +1,80 @@
+"""The PyTorch backend: webdataset tar streaming and the schema decoder in DataLoader workers,
+augmentation batched in the main process on the training device.
+
+Splitting by rank and by worker is explicit and exact (``epochs.py``): each rank plans its share
+of the epoch; each worker gets a contiguous block of the rank's batches (the node/worker split that
+webdataset's ``split_by_node``/``split_by_worker`` make at shard granularity, made here at sample
+granularity so counts balance exactly). Workers ship uint16 batches; the main process converts
+them to float on the device and augments the whole batch at once.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from loaders import modes
+from loaders.epochs import plan_rank
+from loaders.reading import plan_samples
+from loaders.sources import ShardSet
+
+
+class PlannedBatches(IterableDataset):
+    """Yields one uint16 batch dict per planned batch of this worker (``batch_size=None``)."""
+
+    def __init__(self, shard_set: ShardSet, mode: str, *, batch_size: int, seed: int, epoch: int,
+                 rank: int, world_size: int, worker_batches: list[list[int]],
+                 shuffle_buffer: int, cache_dir: str | None):
+        super().__init__()
+        self.shard_set, self.mode = shard_set, modes.check_mode(mode)
+        self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
+        self.rank, self.world_size = rank, world_size
+        self.worker_batches = worker_batches
+        self.shuffle_buffer, self.cache_dir = shuffle_buffer, cache_dir
+
+    def plan(self):
+        units = modes.units_per_sample(self.mode)
+        return plan_rank([c * units for c in self.shard_set.counts], seed=self.seed,
+                         epoch=self.epoch, rank=self.rank, world_size=self.world_size,
+                         batch_size=self.batch_size, shuffle_buffer=self.shuffle_buffer)
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        if info is not None:
+            torch.set_num_threads(1)  # workers decode; the main process owns the cores for math
+        units = modes.units_per_sample(self.mode)
+        mine = self.worker_batches[worker] if worker < len(self.worker_batches) else []
+        decoded: dict[int, tuple] = {}
+        for j, items in plan_samples(self.plan(), mine, self.shard_set, units, self.cache_dir):
+            examples = []
+            for sample, side, pad in items:
+                cache_key = id(sample)
+                if cache_key not in decoded:   # ssl: decode a pair once for both its patches
+                    decoded.clear() if len(decoded) > 4 * self.batch_size else None
+                    decoded[cache_key] = (sample, modes.decode(self.mode, sample,
+                                                               sample.get("__where__", "")))
+                images, meta, key = decoded[cache_key][1]
+                examples.append((images, meta, key, side, pad))
+            yield modes.assemble(self.mode, examples, j)
+
+
+def batch_iterator(dataset: PlannedBatches, workers: int):
+    """Raw (uint16) batches in the epoch's order: one from each worker in turn."""
+    if workers == 0:
+        return iter(dataset)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4,
+                        persistent_workers=False, collate_fn=_as_is,
+                        multiprocessing_context=_context())
+    return iter(loader)
+
+
+def _as_is(batch):
+    # keep numpy: torch cannot pickle uint16 tensors between processes
+    return batch
+
+
+def _context():
+    import multiprocessing as mp
+
+    # fork is fastest where safe; forkserver elsewhere (macOS)
+    return mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
