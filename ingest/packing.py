@@ -19,6 +19,9 @@ from ingest.cache import PairCache, TileReader
 
 INDEX_COLUMNS = ("pair_id", "entry", "row", "col", "y0", "x0", "bg_left", "bg_right",
                  "a_left", "a_right", "a_pair")
+PAIR_ORDER = ("pair_id", "row", "col")
+PATCH_COLUMNS = ("pair_id", "entry", "side", "y0", "x0", "label", "label_name", "roi_side", "roi")
+PATCH_ORDER = ("pair_id", "side", "y0", "x0", "roi_side", "roi")
 _SHARD_FILE = re.compile(r"^[A-Za-z0-9_-]+-\d{6}\.(tar|idx)$")
 
 
@@ -77,19 +80,20 @@ def permutation_seed(seed: int, split: str) -> list[int]:
     return [int(seed), zlib.crc32(split.encode("utf-8"))]
 
 
-def plan_shards(index: pd.DataFrame, seed: int, shard_size: int) -> list[dict]:
+def plan_shards(index: pd.DataFrame, seed: int, shard_size: int, order=PAIR_ORDER) -> list[dict]:
     """Per split a seeded permutation of its rows, cut into shards of ``shard_size`` samples.
 
-    The index is sorted by (pair, row, col) first, so the plan depends only on the content.
+    The index is sorted by ``order`` (pair, grid position) first, so the plan depends only on
+    the content, not on the order in which tasks finished.
     """
     from shards.schema import SPLITS
 
     plans = []
     present = sorted(set(index["split"]), key=lambda s: (SPLITS.index(s) if s in SPLITS else 9, s))
     for split in present:
-        rows = index[index["split"] == split].sort_values(["pair_id", "row", "col"], kind="stable")
-        order = np.random.default_rng(permutation_seed(seed, split)).permutation(len(rows))
-        rows = rows.iloc[order]
+        rows = index[index["split"] == split].sort_values(list(order), kind="stable")
+        shuffle = np.random.default_rng(permutation_seed(seed, split)).permutation(len(rows))
+        rows = rows.iloc[shuffle]
         for i, start in enumerate(range(0, len(rows), int(shard_size))):
             part = rows.iloc[start:start + int(shard_size)]
             plans.append({"split": split, "index": i, "rows": part.to_dict("records")})
@@ -159,10 +163,123 @@ def remove_stale_shards(out, keep: set[str]) -> list[str]:
     return removed
 
 
-def write_build_manifest(out, records, params: dict, cache_hash: str) -> dict:
+def retire_old_manifest(out, params: dict) -> bool:
+    """Remove ``manifest.json`` of an earlier build with other parameters before writing.
+
+    While shards are rewritten the folder then has no manifest (readers see an unfinished
+    build) instead of a manifest whose checksums no longer match. Same parameters: kept, since
+    the rebuild writes byte-identical shards.
+    """
     from shards import manifest
 
-    man = manifest.build_manifest(records, params, extra={"sample_kind": "pair",
+    path = os.path.join(os.fspath(out), manifest.MANIFEST_NAME)
+    if not os.path.exists(path):
+        return False
+    try:
+        old = manifest.read_manifest(os.fspath(out))
+        same = old.get("params_hash") == manifest.params_hash(params)
+    except Exception:  # noqa: BLE001 - an unreadable manifest is replaced
+        same = False
+    if not same:
+        os.unlink(path)
+    return not same
+
+
+def write_build_manifest(out, records, params: dict, cache_hash: str, kind: str = "pair") -> dict:
+    from shards import manifest
+
+    man = manifest.build_manifest(records, params, extra={"sample_kind": kind,
                                                           "cache_params_hash": cache_hash})
     manifest.write_manifest(str(out), man)
     return man
+
+
+# ------------------------------------------------------------------ downstream labelled patches
+
+
+def _labelled_rois(attrs: dict, side: str) -> list[dict]:
+    """The ROIs of one side with the labels downstream.labelled_patches reads."""
+    rois = []
+    infos = attrs.get("roi_info", {}).get(side) or [{}] * len(attrs["rois"][side])
+    for roi, info in zip(attrs["rois"][side], infos):
+        rois.append({"box": roi[:4], "label": roi[4] if len(roi) > 4 else "",
+                     "birads": info.get("birads") or (attrs.get("birads") or {}).get(side),
+                     "outcome": info.get("outcome") or attrs.get("outcome")})
+    return rois
+
+
+def labelled_entry(entry: str, cache: PairCache, size: int, task: str,
+                   max_background: float = 0.5) -> dict:
+    """The labelled patches of one cached pair for one task, as index rows (no pixels)."""
+    from ingest import downstream
+
+    t = time.perf_counter()
+    attrs = cache.attrs(entry)
+    rows = []
+    if attrs["rois"]["left"] or attrs["rois"]["right"]:
+        pixels, masks = cache.read_pair(entry)
+        rois = {side: _labelled_rois(attrs, side) for side in ("left", "right")}
+        found = downstream.labelled_patches(pixels[0], pixels[1], rois, size, tasks=(task,),
+                                            left_mask=masks[0], right_mask=masks[1],
+                                            max_background=max_background)
+        for _, meta in found:
+            y0, x0 = int(meta["box"][0]), int(meta["box"][1])
+            rows.append((attrs["pair_id"], entry, meta["side"], y0, x0, int(meta["label"]),
+                         str(meta["label_name"]), meta["roi_side"], int(meta["roi"])))
+    return {"entry": entry, "rows": rows, "seconds": {"tile": time.perf_counter() - t}}
+
+
+def patch_key(row: dict) -> str:
+    from shards.schema import make_key
+
+    return make_key(row["pair_id"], row["side"], f"y{int(row['y0'])}x{int(row['x0'])}",
+                    row["roi_side"], int(row["roi"]))
+
+
+def build_patch_index(found, seed: int) -> pd.DataFrame:
+    """The labelled patch index with a patch-level split (as in the paper)."""
+    from ingest import splits
+
+    rows = [row for res in found if isinstance(res, dict) for row in res.get("rows", ())]
+    index = pd.DataFrame(rows, columns=list(PATCH_COLUMNS))
+    index["split"] = [splits.patch_split(patch_key(r), seed) for r in index.to_dict("records")]
+    return index.sort_values(list(PATCH_ORDER), kind="stable").reset_index(drop=True)
+
+
+def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, task: str,
+                           fmt: str = "png") -> dict:
+    """Read the plan's labelled patches from the cache, encode them and write one shard."""
+    from shards import schema, writer
+
+    reader = TileReader(cache)
+    attrs_of: dict[str, dict] = {}
+    seconds = {"read": 0.0, "encode": 0.0}
+
+    def samples():
+        for row in plan["rows"]:
+            t = time.perf_counter()
+            entry = row["entry"]
+            if entry not in attrs_of:
+                attrs_of[entry] = cache.attrs(entry)
+            attrs = attrs_of[entry]
+            y0, x0 = int(row["y0"]), int(row["x0"])
+            tiles = reader.read(entry, (y0, x0, y0 + size, x0 + size))
+            image = tiles[0] if row["side"] == "left" else tiles[1]
+            t1 = time.perf_counter()
+            seconds["read"] += t1 - t
+            meta = {"kind": "patch", "size": int(size), "bits": int(attrs.get("bits", 16)),
+                    "task": task, "label": int(row["label"]),
+                    "label_name": row["label_name"], "split": plan["split"],
+                    "dataset": attrs["dataset"], "patient": attrs["patient"],
+                    "study": attrs["study"], "view": attrs["view"], "side": row["side"],
+                    "box": [y0, x0, y0 + int(size), x0 + int(size)],
+                    "roi_side": row["roi_side"], "roi": int(row["roi"]),
+                    "source": attrs["source"][row["side"]]}
+            sample = schema.encode_patch(patch_key(row), np.ascontiguousarray(image), meta, fmt=fmt)
+            seconds["encode"] += time.perf_counter() - t1
+            yield sample
+
+    start = time.perf_counter()
+    record = writer.write_shard(samples(), out, plan["split"], plan["index"])
+    seconds["write"] = time.perf_counter() - start - seconds["read"] - seconds["encode"]
+    return {"status": "ok", "record": record, "seconds": seconds}

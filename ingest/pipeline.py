@@ -182,7 +182,9 @@ def prepare_pair(pair: ExamPair, cache: PairCache, settings: RegistrationSetting
         "pair_id": pair.pair_id, "dataset": pair.dataset, "patient": pair.patient,
         "study": pair.study, "view": pair.view, "registered_side": moving,
         "source": {"left": pair.left.image_id, "right": pair.right.image_id},
-        "rois": rois, "roi_birads": {s: [r.birads for r in images[s].rois] for s in rois},
+        "rois": rois,
+        "roi_info": {s: [{"birads": r.birads, "outcome": r.outcome} for r in images[s].rois]
+                     for s in rois},
         "birads": {"left": pair.left.birads, "right": pair.right.birads},
         "outcome": pair.left.outcome or pair.right.outcome,
         "quality": quality, "transform": reg.transform, "bits": 16,
@@ -263,13 +265,30 @@ def run_stage(client, name: str, func, items, *, progress: bool = True, **kwargs
 # ------------------------------------------------------------------ the build
 
 
-def build_shards(config: BuildConfig, client=None) -> dict:
-    """Run every stage; returns the report (also written to ``<out>/report.json``)."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rep = report_mod.Report(params=config.build_params())
-    cache_root = Path(config.cache_dir) if config.cache_dir else _default_cache_dir()
+def _register_stage(config: BuildConfig, rep, c, cache: PairCache, pairs) -> list:
+    """Register (or reuse) every pair; returns the accepted ``(pair, result)`` in pair order."""
+    with rep.stage("register"):
+        prepared = run_stage(c, "register", prepare_pair, pairs, progress=config.progress,
+                             cache=cache, settings=config.registration,
+                             out_shape=tuple(config.out_shape))
+    accepted = []
+    for pair, res in zip(pairs, prepared):
+        rep.pair_prepared(res)
+        if res.get("status") in ("registered", "cached"):
+            ok, why = check_quality(res["quality"], config.quality)
+            if ok:
+                accepted.append((pair, res))
+                rep.pair_used(pair, res)
+            else:
+                rep.pair_rejected(pair, "quality below threshold", why, res.get("quality"))
+        else:
+            rep.pair_rejected(pair, res.get("reason", "error"), res.get("detail", ""),
+                              item=res.get("item"))
+    rep.task_seconds(prepared)
+    return accepted
 
+
+def _exams_and_pairs(config: BuildConfig, rep, cache_root: Path):
     with rep.stage("exams"):
         table = load_exams(config.dataset, config.root, manifest=config.manifest_csv,
                            cache_dir=cache_root, patients=config.patients, seed=config.seed,
@@ -278,29 +297,47 @@ def build_shards(config: BuildConfig, client=None) -> dict:
     with rep.stage("pairs"):
         pairs, unpaired = pair_exams(table)
     rep.pairing(pairs, unpaired)
+    return pairs
 
+
+def _pack_stage(config: BuildConfig, rep, c, task_func, plans, **kwargs) -> list:
+    with rep.stage("pack"):
+        written = run_stage(c, "pack", task_func, plans, progress=config.progress, **kwargs)
+    errors = [w for w in written if w.get("status") == "error"]
+    if errors:
+        raise RuntimeError(f"{len(errors)} shard(s) failed to write: {errors[0]['detail']}")
+    rep.task_seconds(written)
+    return [w["record"] for w in written]
+
+
+def _finish(config: BuildConfig, rep, out: Path, records, params: dict, cache: PairCache,
+            kind: str) -> dict:
+    with rep.stage("manifest"):
+        packing.remove_stale_shards(out, {r["name"] for r in records})
+        manifest = packing.write_build_manifest(out, records, params, cache.params_hash, kind)
+    rep.samples(manifest)
+    rep.cache(str(cache.root), cache.params_hash)
+    rep.write(out)
+    return rep.data
+
+
+def _start(config: BuildConfig, params: dict):
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    packing.retire_old_manifest(out, params)
+    cache_root = Path(config.cache_dir) if config.cache_dir else _default_cache_dir()
     cache = PairCache(cache_root, config.cache_params())
     cache.clean_temporary()
-    with _client_or(client, config) as c:
-        with rep.stage("register"):
-            prepared = run_stage(c, "register", prepare_pair, pairs, progress=config.progress,
-                                 cache=cache, settings=config.registration,
-                                 out_shape=tuple(config.out_shape))
-        accepted = []
-        for pair, res in zip(pairs, prepared):
-            rep.pair_prepared(res)
-            if res.get("status") in ("registered", "cached"):
-                ok, why = check_quality(res["quality"], config.quality)
-                if ok:
-                    accepted.append((pair, res))
-                    rep.pair_used(pair, res)
-                else:
-                    rep.pair_rejected(pair, "quality below threshold", why, res.get("quality"))
-            else:
-                rep.pair_rejected(pair, res.get("reason", "error"), res.get("detail", ""),
-                                  item=res.get("item"))
-        rep.task_seconds(prepared)
+    return out, cache_root, cache, report_mod.Report(params=params)
 
+
+def build_shards(config: BuildConfig, client=None) -> dict:
+    """Run every stage; returns the report (also written to ``<out>/report.json``)."""
+    params = config.build_params()
+    out, cache_root, cache, rep = _start(config, params)
+    pairs = _exams_and_pairs(config, rep, cache_root)
+    with _client_or(client, config) as c:
+        accepted = _register_stage(config, rep, c, cache, pairs)
         with rep.stage("tile"):
             tiled = run_stage(c, "tile", packing.tile_entry, [res["entry"] for _, res in accepted],
                               progress=config.progress, cache=cache, size=config.size,
@@ -308,27 +345,37 @@ def build_shards(config: BuildConfig, client=None) -> dict:
                               max_background=config.max_background,
                               max_border_xor=config.max_border_xor)
         rep.task_seconds(tiled)
+        rep.tiles(tiled)
         index = packing.build_index(
             [(pair.patient, t) for (pair, _), t in zip(accepted, tiled)], seed=config.seed)
-        rep.tiles(tiled)
-        with rep.stage("pack"):
-            plans = packing.plan_shards(index, seed=config.seed, shard_size=config.shard_size)
-            written = run_stage(c, "pack", packing.write_shard_task, plans, progress=config.progress,
-                                cache=cache, out=str(out), size=config.size, fmt=config.fmt)
-        errors = [w for w in written if w.get("status") == "error"]
-        if errors:
-            raise RuntimeError(f"{len(errors)} shard(s) failed to write: {errors[0]['detail']}")
-        rep.task_seconds(written)
+        plans = packing.plan_shards(index, seed=config.seed, shard_size=config.shard_size)
+        records = _pack_stage(config, rep, c, packing.write_shard_task, plans, cache=cache,
+                              out=str(out), size=config.size, fmt=config.fmt)
+    return _finish(config, rep, out, records, params, cache, "pair")
 
-    with rep.stage("manifest"):
-        records = [w["record"] for w in written]
-        packing.remove_stale_shards(out, {r["name"] for r in records})
-        manifest = packing.write_build_manifest(out, records, config.build_params(),
-                                                cache.params_hash)
-    rep.samples(manifest)
-    rep.cache(str(cache.root), cache.params_hash)
-    rep.write(out)
-    return rep.data
+
+def build_downstream(config: BuildConfig, task: str, client=None) -> dict:
+    """The labelled patch set of one downstream task (patch-level 8:1:1 split)."""
+    params = {**config.build_params(), "task": task}
+    for key in ("stride", "max_border_xor"):
+        params.pop(key, None)
+    out, cache_root, cache, rep = _start(config, params)
+    pairs = _exams_and_pairs(config, rep, cache_root)
+    with _client_or(client, config) as c:
+        accepted = _register_stage(config, rep, c, cache, pairs)
+        with rep.stage("patches"):
+            found = run_stage(c, "patches", packing.labelled_entry,
+                              [res["entry"] for _, res in accepted], progress=config.progress,
+                              cache=cache, size=config.size, task=task,
+                              max_background=config.max_background)
+        rep.task_seconds(found)
+        rep.labelled(found)
+        index = packing.build_patch_index(found, seed=config.seed)
+        plans = packing.plan_shards(index, seed=config.seed, shard_size=config.shard_size,
+                                    order=packing.PATCH_ORDER)
+        records = _pack_stage(config, rep, c, packing.write_patch_shard_task, plans, cache=cache,
+                              out=str(out), size=config.size, task=task, fmt=config.fmt)
+    return _finish(config, rep, out, records, params, cache, "patch")
 
 
 def _default_cache_dir() -> Path:

@@ -99,6 +99,14 @@ class Report:
             dropped.update(res.get("dropped", {}))
         tiles["dropped"] = dict(sorted(dropped.items()))
 
+    def labelled(self, found) -> None:
+        """Downstream builds: labelled patches found per label name."""
+        counts: Counter = Counter()
+        for res in found:
+            for row in (res or {}).get("rows", ()):
+                counts[row[6]] += 1
+        self.data["patches"] = {"found": sum(counts.values()), "labels": dict(sorted(counts.items()))}
+
     def samples(self, manifest: dict) -> None:
         self.data["samples"] = {split: info["samples"] for split, info in manifest["splits"].items()}
         self.data["samples"]["total"] = manifest["totals"]["samples"]
@@ -137,6 +145,10 @@ def summary(data: dict) -> str:
         f"tiles: {ti['total']} on the grid, {ti['kept']} kept"
         + (f", dropped {', '.join(f'{k}: {v}' for k, v in ti['dropped'].items())}" if ti["dropped"] else ""),
     ]
+    if "patches" in data:   # downstream build: labelled patches instead of grid tiles
+        pt = data["patches"]
+        lines[-1] = f"labelled patches: {pt['found']}" + (
+            f" ({', '.join(f'{k}: {v}' for k, v in pt['labels'].items())})" if pt["labels"] else "")
     if data.get("samples"):
         s = data["samples"]
         lines.append("samples: " + ", ".join(f"{k} {v}" for k, v in s.items()))

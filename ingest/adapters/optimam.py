@@ -77,18 +77,30 @@ def _index_by_uid(node, uids: set[str], out: dict) -> None:
             _index_by_uid(value, uids, out)
 
 
-def mark_to_roi(mark: dict) -> Roi | None:
+def mark_to_roi(mark: dict, client_outcome: str | None = None) -> Roi | None:
+    """A mark → ROI. X2/Y2 are the last pixel inside (inclusive): +1 gives the box's end edge.
+
+    A mark's outcome is Benign when it carries a BenignClassification, else the client's status
+    when that is Malignant or Interval Cancer (the finding that made the cancer), else unknown.
+    """
     try:
         x1, y1, x2, y2 = (float(mark[k]) for k in ("X1", "Y1", "X2", "Y2"))
     except (TypeError, ValueError):
         return None
     labels = [flag for flag in LESION_FLAGS if _truthy(mark.get(flag))]
-    box = (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+    box = (min(x1, x2), min(y1, y2), max(x1, x2) + 1.0, max(y1, y2) + 1.0)
+    if _truthy(mark.get("BenignClassification")):
+        outcome = "Benign"
+    elif client_outcome in ("Malignant", "Interval Cancer"):
+        outcome = client_outcome
+    else:
+        outcome = None
     return Roi(box=box, label="|".join(labels) or "Mark",
-               birads=normalise_birads(mark.get("BIRADS") or mark.get("Birads")))
+               birads=normalise_birads(mark.get("BIRADS") or mark.get("Birads")), outcome=outcome)
 
 
-def read_rois(client_dir: Path, client: str, uids: set[str]) -> dict[str, list[Roi]]:
+def read_rois(client_dir: Path, client: str, uids: set[str],
+              client_outcome: str | None = None) -> dict[str, list[Roi]]:
     path = client_dir / f"imagedb_{client}.json"
     if not path.exists():
         return {}
@@ -98,7 +110,7 @@ def read_rois(client_dir: Path, client: str, uids: set[str]) -> dict[str, list[R
     _index_by_uid(db, uids, subtrees)
     rois = {}
     for uid, trees in subtrees.items():
-        found = [mark_to_roi(m) for tree in trees for m in _marks_of(tree)]
+        found = [mark_to_roi(m, client_outcome) for tree in trees for m in _marks_of(tree)]
         rois[uid] = [r for r in found if r is not None]
     return rois
 
@@ -151,8 +163,8 @@ def load(root) -> ExamTable:
         client = client_path.name
         client_dir = root / "data" / client
         files = sorted(client_path.glob("*/*.dcm"))
-        rois = read_rois(client_dir, client, {f.stem for f in files})
         outcome = read_outcome(client_dir, client)
+        rois = read_rois(client_dir, client, {f.stem for f in files}, outcome)
         for dcm in files:
             study, sop = dcm.parent.name, dcm.stem
             try:

@@ -11,6 +11,7 @@ class Roi:
     box: tuple[float, float, float, float]
     label: str                      # e.g. "Mass", "Suspicious Calcification"
     birads: str | None = None       # finding BI-RADS ("4"), when the dataset gives one
+    outcome: str | None = None      # Benign / Malignant, when the dataset gives one per finding
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class ExamImage:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["rois"] = [{"box": list(r.box), "label": r.label, "birads": r.birads} for r in self.rois]
+        out["rois"] = [{"box": list(r.box), "label": r.label, "birads": r.birads,
+                        "outcome": r.outcome} for r in self.rois]
         return out
 
 
