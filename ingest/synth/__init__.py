@@ -1,0 +1,13 @@
+"""Synthetic bilateral screening mammograms in the VinDr-Mammo and OPTIMAM layouts.
+
+``generate`` writes a dataset; ``render_exam`` / ``render_image`` render in memory (for tests);
+``power_spectrum_slope`` measures the texture; ``positioning.to_breast_frame`` undoes the known
+positioning of an image (ground truth for registration tests).
+"""
+from .exam import plan_patient, render_exam, render_image, rng_for
+from .generate import generate
+from .positioning import Transform, to_breast_frame
+from .tissue import power_law_field, power_spectrum_slope
+
+__all__ = ["generate", "render_exam", "render_image", "plan_patient", "rng_for", "Transform",
+           "to_breast_frame", "power_law_field", "power_spectrum_slope"]

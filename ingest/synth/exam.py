@@ -1,0 +1,219 @@
+"""One patient's screening exams rendered in memory: the pure core of the generator.
+
+``plan_patient`` draws everything that is fixed for a patient (density, beta, breast shapes,
+device, lesion, studies) and ``render_image`` turns one (study, laterality, view) into stored
+uint16 pixels, the breast mask and the ground-truth record.  Every random draw comes from a
+SeedSequence keyed by (seed, patient index, purpose, ...), so any image can be rendered alone,
+in any process, in any order, with the same result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import affine_transform
+
+from . import anatomy, labels, lesions, positioning, tissue
+
+VIEWS = ("CC", "MLO")
+IMAGE_ORDER = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
+DENSITIES = ("A", "B", "C", "D")
+DENSITY_P = (0.10, 0.40, 0.38, 0.12)
+
+# (manufacturer, model, rows, cols, pixel spacing mm)
+DEVICES = {
+    "vindr": (("SIEMENS", "MAMMOMAT Inspiration", 3328, 2560, 0.085),
+              ("Planmed Oy", "Planmed Nuance", 2294, 1914, 0.1)),
+    "optimam": (("HOLOGIC, Inc.", "Selenia Dimensions", 3328, 2560, 0.085),
+                ("GE MEDICAL SYSTEMS", "Senographe Essential", 2294, 1914, 0.1)),
+}
+DEFAULT_SIZE = (3328, 2560)
+
+
+def rng_for(seed: int, index: int, *key: int) -> np.random.Generator:
+    """Generator for one purpose of one patient: independent of process and order."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index),) + key))
+
+
+@dataclass
+class StudyPlan:
+    number: int                 # 0 = oldest
+    date: str                   # YYYYMMDD
+    photometric: str            # MONOCHROME1 or MONOCHROME2
+    voi_function: str           # LINEAR or SIGMOID
+    burned_label: bool
+    has_lesion: bool
+    birads: dict                # {"L": int, "R": int}
+
+
+@dataclass
+class PatientPlan:
+    seed: int
+    index: int
+    age: int
+    density: str
+    beta: float
+    device: tuple
+    rows: int
+    cols: int
+    spacing_mm: float
+    bits_stored: int
+    split: str
+    lesion: lesions.LesionPlan | None
+    lesion_side: str | None
+    shapes: dict = field(default_factory=dict)      # {view: {laterality: BreastShape}}
+    studies: list = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        return "normal" if self.lesion is None else self.lesion.outcome
+
+
+def plan_patient(seed: int, index: int, layout: str = "vindr", image_size=None,
+                 lesion_fraction: float = 0.3, studies_per_patient=(1, 2)) -> PatientPlan:
+    rng = rng_for(seed, index, 0)
+    device = DEVICES[layout][int(rng.random() < 0.3)]
+    if image_size is None:
+        rows, cols, spacing = device[2], device[3], device[4]
+    else:
+        rows, cols = int(image_size[0]), int(image_size[1])
+        spacing = device[4] * device[2] / rows      # same field of view, coarser pixels
+    density = str(rng.choice(DENSITIES, p=DENSITY_P))
+    beta = float(rng.uniform(2.5, 3.5))
+    has_lesion = bool(rng.random() < lesion_fraction)
+    lesion = lesions.plan_lesion(rng) if has_lesion else None
+    side = str(rng.choice(["L", "R"])) if has_lesion else None
+    lo, hi = studies_per_patient
+    n_studies = int(rng.integers(lo, hi + 1))
+    plan = PatientPlan(seed, index, int(rng.integers(40, 76)), density, beta, device, rows, cols,
+                       float(spacing), int(rng.choice([12, 14], p=[0.6, 0.4])),
+                       "test" if rng.random() < 0.2 else "training", lesion, side)
+    size = float(rng.random())
+    for view in VIEWS:
+        base = anatomy.sample_shape(rng, view, (rows, cols), size)
+        plan.shapes[view] = {"L": base, "R": base.mirrored_variant(rng)}
+    year = int(rng.integers(2012, 2020))
+    for k in range(n_studies):
+        last = k == n_studies - 1
+        birads = {s: int(rng.choice([1, 2], p=[0.8, 0.2])) for s in ("L", "R")}
+        if last and lesion is not None:
+            birads[side] = lesion.birads
+        month, day = int(rng.integers(1, 13)), int(rng.integers(1, 29))
+        plan.studies.append(StudyPlan(
+            k, f"{year + 3 * k:04d}{month:02d}{day:02d}",
+            "MONOCHROME1" if rng.random() < 0.2 else "MONOCHROME2",
+            "SIGMOID" if rng.random() < 0.3 else "LINEAR",
+            bool(rng.random() < 0.4), last and lesion is not None, birads))
+    return plan
+
+
+@dataclass
+class RenderedImage:
+    pixels: np.ndarray      # uint16, stored orientation and photometric
+    mask: np.ndarray        # bool breast mask, stored orientation
+    record: dict            # ground truth (no ids yet: the layout adds them)
+
+
+def _window(values: np.ndarray, bits: int) -> tuple[float, float]:
+    lo, hi = np.percentile(values, [1.0, 99.5]) if values.size else (0, 2 ** bits - 1)
+    return float(round((lo + hi) / 2)), float(max(round((hi - lo) * 1.15), 2))
+
+
+def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> RenderedImage:
+    f32 = np.float32
+    rows, cols = plan.rows, plan.cols
+    img_key = IMAGE_ORDER.index((laterality, view))
+    rng = rng_for(plan.seed, plan.index, 1, study, img_key)
+    tf = positioning.sample_transform(rng, (rows, cols))
+    shape = plan.shapes[view][laterality]
+    sp = plan.spacing_mm
+
+    # Image pixel -> breast frame, and -> the shared low-frequency grid.
+    m = positioning.image_to_breast_matrix(tf)
+    y = np.arange(rows, dtype=f32)[:, None]
+    x = np.arange(cols, dtype=f32)[None, :]
+    rows_b = f32(m[0, 0]) * y + f32(m[0, 1]) * x + f32(m[0, 2])
+    cols_b = f32(m[1, 0]) * y + f32(m[1, 1]) * x + f32(m[1, 2])
+    low, var_low = tissue.shared_low_field(rng_for(plan.seed, plan.index, 2, VIEWS.index(view)),
+                                           (rows, cols), plan.beta)
+    cell = tissue.LOW_GRID_EXTENT * rows / low.shape[0]
+    origin = -(tissue.LOW_GRID_EXTENT - 1.0) / 2.0 * rows
+    zl = affine_transform(low, m[:2, :2] / cell, offset=(m[:2, 2] - origin) / cell,
+                          output_shape=(rows, cols), order=1, mode="nearest")
+    zf, var_fine = tissue.fine_field(rng, (rows, cols), plan.beta)
+    norm = f32(1.0 / np.sqrt(var_low + var_fine))
+    geo = anatomy.breast_geometry(rows_b, cols_b, shape, tf.compression,
+                                  wobble=zl * f32(0.012 / np.sqrt(var_low)))
+    del rows_b, cols_b
+    z = (zl + zf) * norm
+    del zl
+
+    dist_mm = geo.skin_distance * f32(sp)
+    env = np.clip(dist_mm * f32(1.0 / 12.0), 0, 1)
+    gland = tissue.glandular_fraction(z, plan.density, env, np.clip(dist_mm * f32(1.0 / 45.0), 0, 1))
+    thick = f32(0.60) + f32(0.40) * np.sqrt(np.clip(dist_mm * f32(1.0 / 22.0), 0, 1))
+    val = thick * (f32(0.28) + f32(0.34) * gland) + f32(0.012) * zf * norm * f32(4.0)
+    val += f32(0.05) * np.exp(-(np.maximum(dist_mm, 0) * f32(1.0 / 1.4)) ** 2)    # skin line
+    if geo.pectoral is not None:
+        pec = geo.pectoral
+        # Muscle: bright, brightest along the chest wall, with a faint fibre texture.
+        fade = np.clip(f32(1.0) - x * f32(1.0 / max(shape.pectoral_width, 1.0)), 0, 1)
+        muscle = f32(0.54) + f32(0.08) * fade + f32(0.012) * z
+        val = val * (f32(1.0) - pec) + pec * np.maximum(muscle, val)
+    val[geo.nipple] += f32(0.03)
+
+    found = []
+    if plan.lesion is not None and plan.studies[study].has_lesion and laterality == plan.lesion_side:
+        # Own generator: the same image without its lesion differs only inside the lesion's box.
+        rec = lesions.place_lesion(rng_for(plan.seed, plan.index, 4, study, img_key), plan.lesion,
+                                   val, geo.mask, geo.pectoral,
+                                   geo.skin_distance, sp)
+        if rec is not None:
+            found.append(rec)
+
+    # Detector: quantum + electronic noise, gain, quantisation; padding outside the breast.
+    noise = rng.standard_normal((rows, cols), dtype=np.float32)
+    val += (f32(0.003) + f32(0.006) * np.sqrt(np.maximum(val, 0))) * noise
+    del noise
+    top = 2 ** plan.bits_stored - 1
+    level = np.clip(val * f32(0.85 * top), 1, top)
+    pixels = np.where(geo.mask, np.rint(level), 0).astype(np.uint16)
+    mask = geo.mask
+    wc, ww = _window(pixels[::7, ::7][mask[::7, ::7]], plan.bits_stored)
+
+    mirrored = laterality == "R"
+    if mirrored:
+        pixels, mask = pixels[:, ::-1], mask[:, ::-1]
+        for rec in found:
+            x0, y0, x1, y1 = rec["box"]
+            rec["box"] = [cols - x1, y0, cols - x0, y1]
+            rec["center"] = [rec["center"][0], cols - 1 - rec["center"][1]]
+    st = plan.studies[study]
+    if st.burned_label:
+        text = labels.burn_label(f"{laterality} {view}", (rows, cols), chest_wall_left=not mirrored)
+        pixels = np.where(text & ~mask, np.uint16(top), pixels)
+    photometric = st.photometric
+    padding = 0
+    if photometric == "MONOCHROME1":
+        pixels = (top - pixels).astype(np.uint16)
+        padding, wc = top, float(top - wc)
+    record = {
+        "patient_index": plan.index, "study_number": study, "laterality": laterality, "view": view,
+        "rows": rows, "cols": cols, "pixel_spacing_mm": round(sp, 6),
+        "bits_stored": plan.bits_stored, "photometric": photometric, "padding_value": padding,
+        "window_center": wc, "window_width": ww, "voi_lut_function": st.voi_function,
+        "burned_in_label": st.burned_label, "mirrored": mirrored,
+        "transform": tf.as_dict(), "shape": shape.as_dict(),
+        "density": plan.density, "beta": round(plan.beta, 6), "birads": st.birads[laterality],
+        "age": plan.age, "split": plan.split, "patient_outcome": plan.outcome,
+        "lesions": found,
+    }
+    return RenderedImage(np.ascontiguousarray(pixels), np.ascontiguousarray(mask), record)
+
+
+def render_exam(seed: int, index: int = 0, image_size=None, layout: str = "vindr",
+                lesion_fraction: float = 0.3, studies_per_patient=(1, 2)):
+    """All images of one patient in memory: (plan, [[RenderedImage x4] per study])."""
+    plan = plan_patient(seed, index, layout, image_size, lesion_fraction, studies_per_patient)
+    return plan, [[render_image(plan, k, lat, view) for lat, view in IMAGE_ORDER]
+                  for k in range(len(plan.studies))]

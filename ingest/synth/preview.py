@@ -1,0 +1,52 @@
+"""Contact sheet of a few exams: 8-bit, display-windowed, lesion boxes drawn."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+THUMB_HEIGHT = 360
+
+
+def display_8bit(pixels: np.ndarray, record: dict) -> np.ndarray:
+    """Apply the image's window (linear) and photometric: bright = dense, as a reader sees it."""
+    wc, ww = record["window_center"], record["window_width"]
+    lo = wc - ww / 2.0
+    d = np.clip((pixels.astype(np.float32) - np.float32(lo)) * np.float32(1.0 / ww), 0, 1)
+    if record["photometric"] == "MONOCHROME1":
+        d = 1.0 - d
+    return (d * 255.0 + 0.5).astype(np.uint8)
+
+
+def thumbnail(pixels: np.ndarray, record: dict, height: int = THUMB_HEIGHT) -> dict:
+    """A small display image of one stored image, with its lesion boxes scaled to it."""
+    rows, cols = pixels.shape
+    width = max(1, round(cols * height / rows))
+    img = Image.fromarray(display_8bit(pixels, record)).resize((width, height), Image.BILINEAR)
+    f = height / rows
+    boxes = [[b * f for b in les["box"]] for les in record["lesions"]]
+    return {"image": np.asarray(img), "boxes": boxes,
+            "label": f"{record['laterality']} {record['view']}"}
+
+
+def contact_sheet(exams: list[dict], path) -> None:
+    """``exams``: [{"title": str, "thumbs": [thumbnail x4]}]; one row per exam, written as PNG."""
+    if not exams:
+        return
+    pad, title_h = 6, 18
+    row_w = max(sum(t["image"].shape[1] for t in e["thumbs"]) + pad * (len(e["thumbs"]) + 1) for e in exams)
+    height = sum(max(t["image"].shape[0] for t in e["thumbs"]) + title_h + pad for e in exams) + pad
+    sheet = Image.new("RGB", (row_w, height), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    y = pad
+    for exam in exams:
+        draw.text((pad, y + 2), exam["title"], fill=(230, 230, 230))
+        y += title_h
+        x = pad
+        for th in exam["thumbs"]:
+            sheet.paste(Image.fromarray(th["image"]).convert("RGB"), (x, y))
+            for x0, y0, x1, y1 in th["boxes"]:
+                draw.rectangle([x + x0 - 2, y + y0 - 2, x + x1 + 2, y + y1 + 2], outline=(255, 40, 40), width=2)
+            draw.text((x + 4, y + th["image"].shape[0] - 14), th["label"], fill=(255, 210, 0))
+            x += th["image"].shape[1] + pad
+        y += max(t["image"].shape[0] for t in exam["thumbs"]) + pad
+    sheet.save(path, format="PNG")
