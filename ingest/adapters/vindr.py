@@ -3,9 +3,9 @@
 Expected under ``root``: ``breast-level_annotations.csv`` (one row per image: study_id, series_id,
 image_id, laterality, view_position, height, width, breast_birads, ...), ``finding_annotations.csv``
 (one row per finding: the same columns plus finding_categories, finding_birads, xmin, ymin, xmax,
-ymax) and the images at ``images/<study_id>/<image_id>.dicom``. VinDr-Mammo has one study per
-patient and no patient column, so the study id is the patient id; a ``patient_id`` column, when
-present, wins.
+ymax) and the images at ``images/<study_id>/<image_id>.dicom``. The tables have no patient
+column: the patient is the DICOM header's PatientID (header only, no pixels), else the study id
+(VinDr-Mammo has one study per patient); a ``patient_id`` column, when present, wins.
 """
 from __future__ import annotations
 
@@ -59,7 +59,18 @@ def read_findings(root: Path) -> dict[str, list[Roi]]:
     return rois
 
 
-def load(root) -> ExamTable:
+def header_patient(path: Path) -> str:
+    """PatientID of a DICOM file ('' when the header has none or cannot be read)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
+    except Exception:  # noqa: BLE001 - an unreadable file is reported when its pixels are read
+        return ""
+    return str(ds.get("PatientID", "") or "").strip()
+
+
+def load(root, patient_from_header: bool = True) -> ExamTable:
     root = Path(root)
     breast = root / BREAST_CSV
     if not breast.exists():
@@ -81,7 +92,9 @@ def load(root) -> ExamTable:
             table.skipped.append(Skip(str(path), "missing file"))
             continue
         table.images.append(ExamImage(
-            dataset=DATASET, patient=row.get("patient_id") or study, study=study, view=view,
+            dataset=DATASET, view=view, study=study,
+            patient=(row.get("patient_id") or (header_patient(path) if patient_from_header else "")
+                     or study),
             laterality=lat, path=str(path), image_id=image_id,
             rois=tuple(findings.get(image_id, ())), birads=normalise_birads(row.get("breast_birads")),
             outcome=None))
