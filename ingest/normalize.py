@@ -7,7 +7,7 @@ The pipeline is a chain of small pure functions (see docs/ingest-pixels.md for t
    ``"none"``: modality values scaled by ``2**BitsStored - 1``);
 3. ``to_unit_range``: [0, 1] over the non-padding pixels, MONOCHROME1 inverted;
 4. ``padding_mask``: PixelPaddingValue (and PixelPaddingRangeLimit) → background;
-5. ``breast_mask``: largest connected component of an Otsu-thresholded, smoothed, reduced image;
+5. ``breast_mask``: largest connected component of a thresholded (Otsu-based), smoothed, reduced image;
 6. ``chest_wall_on_right``: orientation from the mask (never from the tags);
 7. ``crop_box``: ``"none"`` keeps the whole image (default), ``"breast"`` the breast's box;
 8. resize with an anti-aliasing filter into ``out_shape`` keeping the aspect ratio (top-left
@@ -136,18 +136,45 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centers[int(np.argmax(between))])
 
 
+def background_level(values: np.ndarray, otsu: float, bins: int = 256) -> tuple[float, float]:
+    """``(level, spread)`` of the background: the histogram's peak below Otsu's threshold, and a
+    one-sided robust standard deviation from the values under that peak (the breast lies above).
+
+    The peak, not the median: below Otsu's threshold there may be fatty tissue as well as air
+    (MLO views, where a bright pectoral muscle takes the upper class), and the air is the
+    narrower, taller peak.
+    """
+    dark = values[values <= otsu]
+    if dark.size == 0:
+        return float(values.min()), 0.0
+    hist, edges = np.histogram(dark, bins=bins)
+    peak = int(np.argmax(hist))
+    level = float((edges[peak] + edges[peak + 1]) / 2)
+    below = dark[dark <= level]
+    spread = 1.4826 * float(np.median(level - below)) if below.size else 0.0
+    return level, spread
+
+
 def breast_mask(unit: np.ndarray, padding: np.ndarray | None = None, *, sigma: float = 1.0,
-                opening: int = 2) -> np.ndarray:
+                opening: int = 2, low: float = 0.05) -> np.ndarray:
     """The breast: largest connected component of a thresholded, slightly smoothed image.
 
+    The threshold sits ``low`` of the way from the background level (``background_level``) up to
+    Otsu's threshold, and at least 5 robust standard deviations of the background above it:
+    Otsu alone cuts the dim fatty rim of the breast, or splits a bright pectoral muscle from
+    the rest of the breast. Padding pixels (already 0) take
+    part in the statistics: when the padding is the whole background they are the dark class.
     Burned-in text and markers are small and disconnected, so they lose to the breast; the
     binary opening cuts thin scanner borders that would otherwise join it. Holes are filled.
     """
     smooth = ndimage.gaussian_filter(unit.astype(np.float32), sigma)
     valid = np.ones(unit.shape, bool) if padding is None else ~padding
-    if not valid.any() or np.ptp(smooth[valid]) <= 1e-6:   # flat: nothing to separate
+    if not valid.any() or np.ptp(smooth) <= 1e-6:   # flat: nothing to separate
         return np.zeros(unit.shape, dtype=bool)
-    fg = (smooth > otsu_threshold(smooth[valid])) & valid
+    otsu = otsu_threshold(smooth.ravel())
+    background, spread = background_level(smooth.ravel(), otsu)
+    threshold = max(background + low * (otsu - background), background + 5.0 * spread)
+    fg = (smooth > threshold) & valid
     if opening:
         fg = ndimage.binary_opening(fg, structure=np.ones((3, 3), bool), iterations=opening)
     labels, count = ndimage.label(fg)

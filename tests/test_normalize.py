@@ -170,3 +170,43 @@ def test_breast_mask_cuts_thin_border():
     mask = nz.breast_mask(small)
     assert not mask[:, -1].any()
     assert mask[100, 5]
+
+
+def test_noisy_background_and_bright_pectoral():
+    rng = np.random.default_rng(10)
+    unit, truth = phantom(SHAPE, seed=10)
+    unit = unit.copy()
+    yy, xx = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    pectoral = truth & (xx < 90 - 0.5 * yy)          # a bright triangle on the chest wall, top
+    unit[pectoral] = 0.95
+    background = ~truth
+    unit[background] = 0.2 + 0.0001 * yy[background] + 0.04 * rng.standard_normal(background.sum())
+    r = nz.normalize_dataset(make_dataset(np.clip(unit, 0, 1), text=False), out_shape=SHAPE)
+    assert breast_fraction_ok(r, truth, False) > 0.97
+
+
+def test_generated_dicoms(tmp_path):
+    """Images of the synthetic generator: orientation, mask and lesion boxes."""
+    import json
+
+    import pydicom
+
+    from ingest.synth import generate
+
+    generate(layout="vindr", patients=1, out=tmp_path / "s", seed=5, image_size=(384, 300),
+             progress=False, lesion_fraction=1.0, studies_per_patient=(1, 1))
+    images = json.loads((tmp_path / "s" / "ground_truth.json").read_text())["images"]
+    assert len(images) == 4
+    lesions = 0
+    for im in images:
+        ds = pydicom.dcmread(tmp_path / "s" / im["path"])
+        truth = ds.pixel_array != ds.PixelPaddingValue     # the generator pads all the air
+        r = nz.normalize_dataset(ds, out_shape=(384, 300))
+        assert r.flipped == (im["laterality"] == "R")
+        t = truth[:, ::-1] if r.flipped else truth
+        assert (t & r.mask).sum() / (t | r.mask).sum() > 0.97
+        for lesion in im["lesions"]:
+            (y0, x0, y1, x1), = r.map_boxes([lesion["box"]])
+            assert r.mask[int((y0 + y1) / 2), int((x0 + x1) / 2)]
+            lesions += 1
+    assert lesions >= 1
