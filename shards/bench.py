@@ -1,17 +1,18 @@
 """Shard benchmark: write and stream-read throughput, bytes per pair, against same-run baselines.
 
-    python -m shards.bench --out /tmp/shards-bench [--repeats 3] [--pairs-96 512] [--pairs-256 128]
+    python -m shards.bench --out /tmp/shards-bench [--repeats 5] [--pairs-96 512] [--pairs-256 128]
 
 * write: ``write_shard`` of pre-encoded samples (tar + sha256 + DALI index + fsync + rename) and
   encode + write, against a dd-like write of the same byte count with fsync (the disk's own rate,
   measured in the same run).
 * read: stock ``webdataset.WebDataset`` streaming a shard set from the local disk, from an S3
-  server (moto, in this process, on 127.0.0.1) and from an HTTP server (127.0.0.1), against a
-  plain local read of the same files.
+  server (moto, in this process, on 127.0.0.1) and from an HTTP server (127.0.0.1); the local
+  webdataset read is the baseline of the remote ones, and a plain read of the tars is printed too.
 * size: bytes per pair for png vs raw on tissue-like (1/f^3) patches.
 
-Figures are medians over repeats; the page cache is warm for reads, so local figures are an upper
-bound. Servers run in this process and share its CPUs with the reader.
+Measurements and their baselines are interleaved round by round (ratios are medians of per-round
+ratios), so a shared machine's load changes hit both alike. The page cache is warm for reads, so
+local figures are an upper bound; the servers run in this process and share its CPUs.
 """
 from __future__ import annotations
 
@@ -33,12 +34,24 @@ from shards.cmdline import Parser, positive_int
 
 
 def median_time(fn, repeats: int) -> float:
-    times = []
+    return statistics.median(round_robin({"x": fn}, repeats)["x"])
+
+
+def round_robin(fns: dict, repeats: int) -> dict:
+    """Time each function ``repeats`` times, interleaved (a, b, a, b...) so that load changes on
+    a shared machine hit the measurement and its baseline alike; returns {name: [seconds]}."""
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_ratio(numerator: list, denominator: list) -> float:
+    """Median of the per-round ratios (robust to a slow round)."""
+    return statistics.median(n / d for n, d in zip(numerator, denominator))
 
 
 def dd_write(path: str, nbytes: int, chunk: int = 1 << 20) -> None:
@@ -74,15 +87,18 @@ def bench_write(out: str, sizes: dict, repeats: int) -> list[dict]:
                 shutil.rmtree(target, ignore_errors=True)
                 record.update(writer.write_shard(samples, target, "train", 0))
 
-            t_write = median_time(write, repeats)
+            write()
             nbytes = record["bytes"]
-            t_dd = median_time(lambda: dd_write(os.path.join(out, "dd.bin"), nbytes), repeats)
+            times = round_robin({"write": write, "dd": lambda: dd_write(
+                os.path.join(out, "dd.bin"), nbytes)}, repeats)
+            t_write, t_dd = statistics.median(times["write"]), statistics.median(times["dd"])
             rows.append({
                 "size": size, "format": fmt, "pairs": count, "bytes": nbytes,
                 "bytes_per_pair": nbytes / count,
                 "write_MBps": nbytes / t_write / 1e6, "write_pairs_per_s": count / t_write,
                 "encode_write_pairs_per_s": 1.0 / (encode_per_sample + t_write / count),
-                "dd_MBps": nbytes / t_dd / 1e6, "ratio_vs_dd": t_dd / t_write,
+                "dd_MBps": nbytes / t_dd / 1e6,
+                "ratio_vs_dd": median_ratio(times["dd"], times["write"]),
                 "generate_s": generate_and_encode,
             })
     return rows
@@ -152,13 +168,17 @@ def bench_read(out: str, repeats: int, shards: int = 4, pairs: int = 128, size: 
     rows = []
     try:
         local_urls = openers.shard_urls(root, "train")
-        t_base = median_time(lambda: read_plain(local_urls), repeats)
+        fns = {"plain": lambda: read_plain(local_urls)}
         for name, source in sources.items():
-            urls = openers.shard_urls(source, "train")
-            t = median_time(lambda: read_wds(urls), repeats)
+            fns[name] = functools.partial(read_wds, openers.shard_urls(source, "train"))
+        times = round_robin(fns, repeats)
+        t_plain = statistics.median(times["plain"])
+        for name in sources:
+            t = statistics.median(times[name])
             rows.append({"source": name, "format": fmt, "size": size, "bytes": nbytes,
                          "samples": nsamples, "MBps": nbytes / t / 1e6, "pairs_per_s": nsamples / t,
-                         "plain_local_MBps": nbytes / t_base / 1e6, "ratio_vs_plain_local": t_base / t})
+                         "plain_local_MBps": nbytes / t_plain / 1e6,
+                         "ratio_vs_local": median_ratio(times["local"], times[name])})
     finally:
         for stop in servers:
             stop()
@@ -181,18 +201,19 @@ def format_tables(write_rows, read_rows) -> str:
     if read_rows:
         r0 = read_rows[0]
         lines.append(f"stream read with webdataset ({r0['samples']} pairs, {r0['size']}px {r0['format']}, "
-                     f"{r0['bytes'] / 1e6:.1f} MB; baseline = plain local read)")
-        lines.append(f"{'source':6} {'MB/s':>8} {'pairs/s':>8} {'plain MB/s':>10} {'vs plain':>8}")
+                     f"{r0['bytes'] / 1e6:.1f} MB; baseline = the same read from local disk; "
+                     f"plain local read of the tars: {r0['plain_local_MBps']:.0f} MB/s)")
+        lines.append(f"{'source':6} {'MB/s':>8} {'pairs/s':>8} {'vs local':>8}")
         for r in read_rows:
             lines.append(f"{r['source']:6} {r['MBps']:>8.1f} {r['pairs_per_s']:>8.0f} "
-                         f"{r['plain_local_MBps']:>10.1f} {r['ratio_vs_plain_local']:>8.2f}")
+                         f"{r['ratio_vs_local']:>8.2f}")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = Parser(prog="python -m shards.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="scratch folder (on the disk to measure)")
-    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--pairs-96", type=positive_int, default=512)
     parser.add_argument("--pairs-256", type=positive_int, default=128)
     parser.add_argument("--skip-read", action="store_true")
