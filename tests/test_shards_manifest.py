@@ -95,3 +95,23 @@ def test_inconsistent_or_missing_manifests_are_clear_errors(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(manifest.ManifestError, match="unreadable JSON"):
         manifest.read_manifest(tmp_path)
+
+
+def _write_one(out, split, index):
+    samples = sampledata.pair_samples(3, 96, "raw", seed=index, split=split, start=3 * index)
+    return writer.write_shard(samples, out, split, index)
+
+
+def test_parallel_dask_writers_merge_into_the_serial_manifest(tmp_path):
+    dask = pytest.importorskip("dask")
+    jobs = [("train", 0), ("train", 1), ("train", 2), ("val", 0)]
+    tasks = [dask.delayed(_write_one)(str(tmp_path / "parallel"), s, i) for s, i in jobs]
+    records = dask.compute(*tasks, scheduler="processes", num_workers=2)
+    parallel = manifest.build_manifest(records, {"seed": 0})
+    manifest.write_manifest(tmp_path / "parallel", parallel)
+    serial = manifest.build_manifest([_write_one(tmp_path / "serial", s, i) for s, i in jobs],
+                                     {"seed": 0})
+    assert manifest.content_digest(parallel) == manifest.content_digest(serial)
+    assert manifest.read_manifest(tmp_path / "parallel")["totals"]["samples"] == 12
+    for name in ("train-000002.tar", "val-000000.idx"):
+        assert (tmp_path / "parallel" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
