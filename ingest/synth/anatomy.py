@@ -103,7 +103,10 @@ def breast_geometry(rows_b: np.ndarray, cols_b: np.ndarray, shape: BreastShape,
     r = np.sqrt(along * along + across * across)
     dist = (f32(1.0) - rho) * r / np.maximum(rho, f32(1e-3))
     nr = f32(shape.nipple_radius)
-    nipple = ((along - a + f32(0.35) * nr) ** 2 + across * across) < nr * nr
+    # The nipple in profile: a small nub on the breast axis, joined to the outline even where
+    # the skin line is irregular.
+    nipple = (((along - a + f32(0.35) * nr) ** 2 + across * across) < nr * nr) | (
+        (np.abs(across) < f32(0.7) * nr) & (along > f32(0.9) * a) & (along < a))
     mask = (rho <= 1.0) | nipple
     pec = None
     if shape.view == "MLO":

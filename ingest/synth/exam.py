@@ -115,8 +115,51 @@ class RenderedImage:
 
 
 def _window(values: np.ndarray, bits: int) -> tuple[float, float]:
-    lo, hi = np.percentile(values, [1.0, 99.5]) if values.size else (0, 2 ** bits - 1)
-    return float(round((lo + hi) / 2)), float(max(round((hi - lo) * 1.15), 2))
+    lo, hi = np.percentile(values, [0.5, 99.8]) if values.size else (0, 2 ** bits - 1)
+    return float(round((lo + hi) / 2)), float(max(round((hi - lo) * 1.2), 2))
+
+
+STRIP_ROWS = 256   # pixel work is done in strips: small temporaries stay in cache and heap
+
+
+def _anatomy_strip(plan, shape, tf, low, var_low, zf, var_fine, y0, val, mask, skin, pectoral) -> None:
+    """Tissue, outline, skin, nipple and pectoral for image rows y0.. (outputs written in place)."""
+    f32 = np.float32
+    rows, cols = plan.rows, plan.cols
+    n = zf.shape[0]
+    # Image pixel -> breast frame, and -> the shared low-frequency grid.
+    m = positioning.image_to_breast_matrix(tf)
+    y = np.arange(y0, y0 + n, dtype=f32)[:, None]
+    x = np.arange(cols, dtype=f32)[None, :]
+    rows_b = f32(m[0, 0]) * y + f32(m[0, 1]) * x + f32(m[0, 2])
+    cols_b = f32(m[1, 0]) * y + f32(m[1, 1]) * x + f32(m[1, 2])
+    cell = tissue.LOW_GRID_EXTENT * rows / low.shape[0]
+    origin = -(tissue.LOW_GRID_EXTENT - 1.0) / 2.0 * rows
+    a = m[:2, :2] / cell
+    zl = affine_transform(low, a, offset=(m[:2, 2] - origin) / cell + a[:, 0] * y0,
+                          output_shape=(n, cols), order=1, mode="nearest")
+    geo = anatomy.breast_geometry(rows_b, cols_b, shape, tf.compression,
+                                  wobble=zl * f32(0.012 / np.sqrt(var_low)))
+    norm = f32(1.0 / np.sqrt(var_low + var_fine))
+    fine = zf * norm
+    z = zl * norm + fine
+    dist_mm = geo.skin_distance * f32(plan.spacing_mm)
+    env = np.clip(dist_mm * f32(1.0 / 12.0), 0, 1)
+    gland = tissue.glandular_fraction(z, plan.density, env, np.clip(dist_mm * f32(1.0 / 45.0), 0, 1))
+    thick = f32(0.60) + f32(0.40) * np.sqrt(np.clip(dist_mm * f32(1.0 / 22.0), 0, 1))
+    v = thick * (f32(0.28) + f32(0.34) * gland) + f32(0.08) * fine * (f32(0.4) + gland)
+    v += f32(0.05) * np.exp(-(np.maximum(dist_mm, 0) * f32(1.0 / 1.4)) ** 2)    # skin line
+    if geo.pectoral is not None:
+        pec = geo.pectoral
+        # Muscle: bright, brightest along the chest wall, with a faint fibre texture.
+        fade = np.clip(f32(1.0) - x * f32(1.0 / max(shape.pectoral_width, 1.0)), 0, 1)
+        muscle = f32(0.62) + f32(0.07) * fade + f32(0.012) * z + f32(0.08) * fine
+        v = v * (f32(1.0) - pec) + pec * muscle
+        pectoral[...] = pec
+    v[geo.nipple] += f32(0.03)
+    val[...] = v
+    mask[...] = geo.mask
+    skin[...] = geo.skin_distance
 
 
 def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> RenderedImage:
@@ -128,57 +171,39 @@ def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> R
     shape = plan.shapes[view][laterality]
     sp = plan.spacing_mm
 
-    # Image pixel -> breast frame, and -> the shared low-frequency grid.
-    m = positioning.image_to_breast_matrix(tf)
-    y = np.arange(rows, dtype=f32)[:, None]
-    x = np.arange(cols, dtype=f32)[None, :]
-    rows_b = f32(m[0, 0]) * y + f32(m[0, 1]) * x + f32(m[0, 2])
-    cols_b = f32(m[1, 0]) * y + f32(m[1, 1]) * x + f32(m[1, 2])
     low, var_low = tissue.shared_low_field(rng_for(plan.seed, plan.index, 2, VIEWS.index(view)),
                                            (rows, cols), plan.beta)
-    cell = tissue.LOW_GRID_EXTENT * rows / low.shape[0]
-    origin = -(tissue.LOW_GRID_EXTENT - 1.0) / 2.0 * rows
-    zl = affine_transform(low, m[:2, :2] / cell, offset=(m[:2, 2] - origin) / cell,
-                          output_shape=(rows, cols), order=1, mode="nearest")
     zf, var_fine = tissue.fine_field(rng, (rows, cols), plan.beta)
-    norm = f32(1.0 / np.sqrt(var_low + var_fine))
-    geo = anatomy.breast_geometry(rows_b, cols_b, shape, tf.compression,
-                                  wobble=zl * f32(0.012 / np.sqrt(var_low)))
-    del rows_b, cols_b
-    z = (zl + zf) * norm
-    del zl
-
-    dist_mm = geo.skin_distance * f32(sp)
-    env = np.clip(dist_mm * f32(1.0 / 12.0), 0, 1)
-    gland = tissue.glandular_fraction(z, plan.density, env, np.clip(dist_mm * f32(1.0 / 45.0), 0, 1))
-    thick = f32(0.60) + f32(0.40) * np.sqrt(np.clip(dist_mm * f32(1.0 / 22.0), 0, 1))
-    val = thick * (f32(0.28) + f32(0.34) * gland) + f32(0.012) * zf * norm * f32(4.0)
-    val += f32(0.05) * np.exp(-(np.maximum(dist_mm, 0) * f32(1.0 / 1.4)) ** 2)    # skin line
-    if geo.pectoral is not None:
-        pec = geo.pectoral
-        # Muscle: bright, brightest along the chest wall, with a faint fibre texture.
-        fade = np.clip(f32(1.0) - x * f32(1.0 / max(shape.pectoral_width, 1.0)), 0, 1)
-        muscle = f32(0.54) + f32(0.08) * fade + f32(0.012) * z
-        val = val * (f32(1.0) - pec) + pec * np.maximum(muscle, val)
-    val[geo.nipple] += f32(0.03)
+    val = np.empty((rows, cols), dtype=f32)
+    mask = np.empty((rows, cols), dtype=bool)
+    skin = np.empty((rows, cols), dtype=f32)
+    pectoral = np.empty((rows, cols), dtype=f32) if view == "MLO" else None
+    for y0 in range(0, rows, STRIP_ROWS):
+        y1 = min(rows, y0 + STRIP_ROWS)
+        _anatomy_strip(plan, shape, tf, low, var_low, zf[y0:y1], var_fine, y0,
+                       val[y0:y1], mask[y0:y1], skin[y0:y1], None if pectoral is None else pectoral[y0:y1])
+    del zf
 
     found = []
     if plan.lesion is not None and plan.studies[study].has_lesion and laterality == plan.lesion_side:
         # Own generator: the same image without its lesion differs only inside the lesion's box.
         rec = lesions.place_lesion(rng_for(plan.seed, plan.index, 4, study, img_key), plan.lesion,
-                                   val, geo.mask, geo.pectoral,
-                                   geo.skin_distance, sp)
+                                   val, mask, pectoral, skin, sp)
         if rec is not None:
             found.append(rec)
 
     # Detector: quantum + electronic noise, gain, quantisation; padding outside the breast.
-    noise = rng.standard_normal((rows, cols), dtype=np.float32)
-    val += (f32(0.003) + f32(0.006) * np.sqrt(np.maximum(val, 0))) * noise
-    del noise
     top = 2 ** plan.bits_stored - 1
-    level = np.clip(val * f32(0.85 * top), 1, top)
-    pixels = np.where(geo.mask, np.rint(level), 0).astype(np.uint16)
-    mask = geo.mask
+    pixels = np.empty((rows, cols), dtype=np.uint16)
+    for y0 in range(0, rows, STRIP_ROWS):
+        y1 = min(rows, y0 + STRIP_ROWS)
+        v = val[y0:y1]
+        noise = rng.standard_normal(v.shape, dtype=np.float32)
+        v = v + (f32(0.003) + f32(0.006) * np.sqrt(np.maximum(v, 0))) * noise
+        level = np.rint(np.clip(v * f32(0.85 * top), 1, top))
+        level[~mask[y0:y1]] = 0
+        pixels[y0:y1] = level
+    del val
     wc, ww = _window(pixels[::7, ::7][mask[::7, ::7]], plan.bits_stored)
 
     mirrored = laterality == "R"

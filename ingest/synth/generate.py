@@ -53,15 +53,19 @@ def _check_out(out: Path) -> None:
 
 
 def _pick_preview(seed, patients, layout, image_size, lesion_fraction, studies, count=4) -> set[int]:
-    """Among the first patients, half with a lesion and half normal when possible."""
+    """Among the first patients, half with a lesion (the most conspicuous) and half normal."""
     lesion, normal = [], []
     for i in range(min(patients, 64)):
         plan = plan_patient(seed, i, layout, image_size, lesion_fraction, studies)
-        (lesion if plan.lesion is not None else normal).append(i)
+        if plan.lesion is None:
+            normal.append(i)
+        else:
+            lesion.append((-plan.lesion.conspicuity, i))
+    lesion = [i for _, i in sorted(lesion)]
     n_les = min(len(lesion), (count + 1) // 2)
     chosen = lesion[:n_les] + normal[:count - n_les]
     chosen += [i for i in lesion[n_les:] if len(chosen) < count]
-    return set(chosen)
+    return set(chosen)  # shown in patient order
 
 
 def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int = 0, image_size=None,

@@ -24,14 +24,38 @@ def thumbnail(pixels: np.ndarray, record: dict, height: int = THUMB_HEIGHT) -> d
     img = Image.fromarray(display_8bit(pixels, record)).resize((width, height), Image.BILINEAR)
     f = height / rows
     boxes = [[b * f for b in les["box"]] for les in record["lesions"]]
-    return {"image": np.asarray(img), "boxes": boxes,
-            "label": f"{record['laterality']} {record['view']}"}
+    out = {"image": np.asarray(img), "boxes": boxes, "label": f"{record['laterality']} {record['view']}"}
+    if record["lesions"]:
+        out["zoom"] = lesion_zoom(pixels, record, height)
+    return out
+
+
+def lesion_zoom(pixels: np.ndarray, record: dict, height: int) -> dict:
+    """Full-resolution crop around the first lesion (three box sizes wide), scaled to ``height``."""
+    les = record["lesions"][0]
+    x0, y0, x1, y1 = les["box"]
+    rows, cols = pixels.shape
+    half = max(x1 - x0, y1 - y0, 48) * 3 // 2
+    cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+    r0, c0 = max(0, min(cy - half, rows - 2 * half)), max(0, min(cx - half, cols - 2 * half))
+    crop = pixels[r0:r0 + 2 * half, c0:c0 + 2 * half]
+    f = height / crop.shape[0]
+    img = Image.fromarray(display_8bit(crop, record)).resize(
+        (max(1, round(crop.shape[1] * f)), height), Image.BILINEAR)
+    box = [(x0 - c0) * f, (y0 - r0) * f, (x1 - c0) * f, (y1 - r0) * f]
+    label = f"{record['laterality']} {record['view']} {les['type']} {les['shape']} {les['size_mm']:.0f} mm"
+    return {"image": np.asarray(img), "boxes": [box], "label": label}
 
 
 def contact_sheet(exams: list[dict], path) -> None:
-    """``exams``: [{"title": str, "thumbs": [thumbnail x4]}]; one row per exam, written as PNG."""
+    """``exams``: [{"title": str, "thumbs": [thumbnail x4]}]; one row per exam, written as PNG.
+
+    A lesion's full-resolution zoom, when there is one, ends its row.
+    """
     if not exams:
         return
+    exams = [{"title": e["title"], "thumbs": e["thumbs"] + [t["zoom"] for t in e["thumbs"] if "zoom" in t][:1]}
+             for e in exams]
     pad, title_h = 6, 18
     row_w = max(sum(t["image"].shape[1] for t in e["thumbs"]) + pad * (len(e["thumbs"]) + 1) for e in exams)
     height = sum(max(t["image"].shape[0] for t in e["thumbs"]) + title_h + pad for e in exams) + pad

@@ -20,7 +20,14 @@ LOW_GRID_EXTENT = 1.3     # the low grid spans this many image heights (margin f
 
 # Density category -> threshold on the standardised field (higher: less glandular tissue).
 DENSITY_THRESHOLD = {"A": 1.35, "B": 0.65, "C": 0.0, "D": -0.75}
-DENSITY_SOFTNESS = 0.55
+DENSITY_SOFTNESS = 0.8
+
+
+# Ducts and fibrous strands run from the chest wall towards the nipple (along the rows of the
+# canonical frame): power is moved towards vertical frequencies, which elongates the texture
+# horizontally without changing its radially averaged spectrum.
+ANISOTROPY_LOW = 0.45
+ANISOTROPY_FINE = 0.75
 
 
 @lru_cache(maxsize=8)
@@ -29,6 +36,16 @@ def _radial_frequency(rows: int, cols: int) -> np.ndarray:
     fy = np.fft.fftfreq(rows).astype(np.float32)[:, None]
     fx = np.fft.rfftfreq(cols).astype(np.float32)[None, :]
     return np.sqrt(fy * fy + fx * fx)
+
+
+@lru_cache(maxsize=8)
+def _orientation(rows: int, cols: int, strength: float) -> np.ndarray:
+    """Amplitude factor sqrt(1 + s cos 2phi), phi the angle of f from the vertical frequency axis."""
+    fy = np.fft.fftfreq(rows).astype(np.float32)[:, None]
+    fx = np.fft.rfftfreq(cols).astype(np.float32)[None, :]
+    f2 = fy * fy + fx * fx
+    f2[0, 0] = 1.0
+    return np.sqrt(1.0 + np.float32(strength) * (fy * fy - fx * fx) / f2).astype(np.float32)
 
 
 def _low_weight(k: np.ndarray) -> np.ndarray:
@@ -76,6 +93,7 @@ def shared_low_field(rng: np.random.Generator, image_shape: tuple[int, int], bet
     rows, cols = low_grid_shape(image_shape)
     k = _radial_frequency(rows, cols) * np.float32(rows / LOW_GRID_EXTENT)   # cycles per height
     amp = _power_law_amplitude(k, beta) * np.sqrt(_low_weight(k)).astype(np.float32)
+    amp *= _orientation(rows, cols, ANISOTROPY_LOW)
     field = _filtered_noise(rng, rows, cols, amp)
     var = float(np.sum((amp ** 2) * _hermitian_weight(cols, amp.shape[1])[None, :]))
     return field, var
@@ -84,11 +102,20 @@ def shared_low_field(rng: np.random.Generator, image_shape: tuple[int, int], bet
 def fine_field(rng: np.random.Generator, image_shape: tuple[int, int], beta: float):
     """The high-frequency part at full resolution (independent per image), and its variance."""
     rows, cols = image_shape
-    k = _radial_frequency(rows, cols) * np.float32(rows)
-    amp = _power_law_amplitude(k, beta) * np.sqrt(1.0 - _low_weight(k)).astype(np.float32)
+    amp = _fine_amplitude(rows, cols, round(float(beta), 6))
     field = _filtered_noise(rng, rows, cols, amp)
     var = float(np.sum((amp ** 2) * _hermitian_weight(cols, amp.shape[1])[None, :]))
     return field, var
+
+
+@lru_cache(maxsize=2)
+def _fine_amplitude(rows: int, cols: int, beta: float) -> np.ndarray:
+    """Amplitudes of the fine part (cached: all images of a patient share them)."""
+    k = _radial_frequency(rows, cols) * np.float32(rows)
+    amp = _power_law_amplitude(k, beta) * np.sqrt(1.0 - _low_weight(k)).astype(np.float32)
+    amp *= _orientation(rows, cols, ANISOTROPY_FINE)
+    amp.setflags(write=False)
+    return amp
 
 
 def power_law_field(rng: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:
