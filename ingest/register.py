@@ -45,6 +45,9 @@ class Registration:
 
 
 DEFAULT_THRESHOLDS = {"dice_after": 0.85, "ncc_after": 0.3}
+# register_pair's defaults, for callers that record or override them (the cache key, the CLI).
+DEFAULTS = {"transform": "rigid", "shrink": (8, 4), "sampling": 0.10, "iterations": 100,
+            "metric_margin": 0.07, "seed": 0}
 
 
 # ---------------------------------------------------------------- small helpers
@@ -171,11 +174,13 @@ def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
                   moving_mask: np.ndarray, *, transform: str = "rigid", shrink=(8, 4),
                   sampling: float = 0.10, iterations: int = 100, bins: int = 32,
                   learning_rate: float = 1.0, min_step: float = 1e-3, seed: int = 0,
-                  threads: int | None = 1) -> Registration:
+                  metric_margin: float = 0.07, threads: int | None = 1) -> Registration:
     """Register ``moving`` onto ``fixed``; see the module docstring for the method.
 
     ``shrink``: pyramid shrink factors (the last level's factor sets the finest resolution used);
     ``sampling``: fraction of pixels drawn at random (fixed ``seed``) per metric evaluation;
+    ``metric_margin``: the metric samples the fixed breast eroded by this fraction of the image
+    height (0: the whole image);
     ``threads``: SimpleITK threads for this call (None leaves the global default).
     """
     start = time.perf_counter()
@@ -217,6 +222,19 @@ def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
     reg.SetShrinkFactorsPerLevel(levels)
     reg.SetSmoothingSigmasPerLevel([a / 2.0 if a > 1 else 0.0 for a in levels])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    if metric_margin > 0:
+        # Sample the metric inside the fixed breast, away from its skin line: the outline
+        # differs between the sides (compression, shape) and would otherwise outweigh the
+        # tissue inside (see docs/ingest-pixels.md). Too small a breast: whole image.
+        from scipy import ndimage
+
+        small = sitk.GetArrayViewFromImage(f_mask) > 0.5
+        steps = max(1, round(metric_margin * fixed.shape[0] / finest))
+        inner = ndimage.binary_erosion(small, iterations=steps)
+        if inner.sum() >= 0.1 * small.sum() and inner.sum() >= 64:
+            metric_mask = sitk.GetImageFromArray(inner.astype(np.uint8))
+            metric_mask.CopyInformation(f_mask)
+            reg.SetMetricFixedMask(metric_mask)
     reg.SetInitialTransform(initial, inPlace=False)
     per_level: list[int] = []
     reg.AddCommand(sitk.sitkMultiResolutionIterationEvent, lambda: per_level.append(0))

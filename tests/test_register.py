@@ -104,3 +104,24 @@ def test_bench_command_runs(capsys):
                                                           "default 8/4 10%": dict(shrink=(2, 1))})
     assert [r["config"] for r in rows] == ["naive full-res 100%", "default 8/4 10%"]
     assert rows[0]["speedup"] == 1.0 and rows[1]["seconds"] > 0
+
+
+def test_defaults_match_signature():
+    import inspect
+
+    params = inspect.signature(rg.register_pair).parameters
+    for name, value in rg.DEFAULTS.items():
+        assert params[name].default == value, name
+
+
+def test_generated_exam_pair_registers():
+    """A left/right pair of the synthetic generator: masks overlap well, quality passes."""
+    from ingest.register_bench import breast_error, exam_pairs
+
+    for left, right, truth in exam_pairs(1, (288, 224), seed=2):   # its CC and MLO pairs
+        # the default pyramid (8/4) is sized for 1152x896; at a quarter of it, 2/1
+        reg = rg.register_pair(left.pixels, right.pixels, left.mask, right.mask, shrink=(2, 1))
+        assert reg.dice_after > 0.9
+        assert rg.passes_quality(reg)[0]
+        # the generated breasts differ in shape and compression: a loose bound at this size
+        assert breast_error(reg.transform, truth, left.mask) < 8
