@@ -16,7 +16,6 @@ local figures are an upper bound; the servers run in this process and share its 
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import http.server
 import json

@@ -15,6 +15,8 @@ manifest are plain names: ``pipe:`` URLs or paths are never built from them (see
 """
 from __future__ import annotations
 
+import http.client
+import io
 import os
 import socket
 import time
@@ -166,9 +168,76 @@ def classify(exc: BaseException, url: str) -> BaseException:
     return exc
 
 
-def _open_http(url: str):
-    request = urllib.request.Request(url, headers={"User-Agent": "mammo-pairs-shards"})
+def _http_request(url: str, start: int = 0):
+    headers = {"User-Agent": "mammo-pairs-shards"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    request = urllib.request.Request(url, headers=headers)
     return urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S)  # noqa: S310 - http(s) only
+
+
+def _open_http(url: str):
+    return io.BufferedReader(_ResumingHTTPStream(url, _http_request(url)), buffer_size=1 << 20)
+
+
+class _ResumingHTTPStream(io.RawIOBase):
+    """An HTTP body that survives a dropped connection: it reopens with ``Range: bytes=<pos>-``
+    (with backoff) and carries on, so a long shard stream does not die on one network blip."""
+
+    def __init__(self, url: str, response):
+        super().__init__()
+        self.url = url
+        self._response = response
+        self._pos = 0
+        length = response.headers.get("Content-Length")
+        self._length = int(length) if length is not None else None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        attempt = 0
+        while True:
+            try:
+                if self._response is None:
+                    self._reopen()
+                n = self._response.readinto(buffer)
+                if n == 0 and len(buffer) and self._length is not None and self._pos < self._length:
+                    raise ConnectionError(f"connection closed at byte {self._pos} of {self._length}")
+                self._pos += n
+                return n
+            except (OSError, http.client.HTTPException) as exc:
+                if isinstance(exc, (FileNotFoundError, PermissionError, _NotResumable)):
+                    raise
+                attempt += 1
+                if attempt >= RETRIES:
+                    raise TransientError(f"{self.url}: {exc} (gave up after {RETRIES} tries)") from exc
+                if self._response is not None:
+                    self._response.close()
+                    self._response = None
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+
+    def _reopen(self) -> None:
+        try:
+            response = _http_request(self.url, self._pos)
+        except Exception as exc:  # noqa: BLE001 - classified: transient ones are retried
+            raise classify(exc, self.url) from exc
+        if self._pos and response.status != 206:
+            response.close()
+            raise _NotResumable(f"{self.url}: server ignored the Range request (HTTP "
+                                f"{response.status}); cannot resume the stream")
+        self._response = response
+
+    def close(self) -> None:
+        try:
+            if self._response is not None:
+                self._response.close()
+        finally:
+            super().close()
+
+
+class _NotResumable(OSError):
+    """The server cannot continue a broken stream (no Range support)."""
 
 
 def _open_s3(fs, url: str, mode: str):

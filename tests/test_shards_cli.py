@@ -1,7 +1,7 @@
 """The `shards` command on a tiny local shard set: verify, ls, stats, argument errors."""
-import json
 import os
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -15,7 +15,7 @@ def shard_set(tmp_path):
     for split, index, count in [("train", 0, 6), ("train", 1, 5), ("val", 0, 3)]:
         samples = sampledata.pair_samples(count, 96, "png", seed=index, split=split, start=10 * index)
         records.append(writer.write_shard(samples, root, split, index))
-    patch = schema.encode_patch("patch-1", sampledata.tissue_patch(__import__("numpy").random.default_rng(0), 96),
+    patch = schema.encode_patch("patch-1", sampledata.tissue_patch(np.random.default_rng(0), 96),
                                 {"size": 96, "bits": 12, "task": "abnormal", "label": 1,
                                  "label_name": "abnormal", "split": "test"})
     records.append(writer.write_shard([patch], root, "test", 0))
