@@ -210,3 +210,21 @@ def test_generated_dicoms(tmp_path):
             assert r.mask[int((y0 + y1) / 2), int((x0 + x1) / 2)]
             lesions += 1
     assert lesions >= 1
+
+
+def test_voi_lut_sequence_is_applied():
+    from pydicom.sequence import Sequence
+
+    unit, _ = phantom(SHAPE, seed=11)
+    ds = make_dataset(unit, slope=1.0)             # float modality output: indexed as integers
+    item = Dataset()
+    lut = np.rint(65535 * (np.arange(4096) / 4095.0) ** 0.5).astype(np.uint16)
+    item.LUTDescriptor = [4096, 0, 16]
+    item.LUTData = lut.tolist()
+    item["LUTData"].VR = "US"
+    ds.VOILUTSequence = Sequence([item])
+    values = nz.voi_values(nz.modality_values(ds), ds, "auto")
+    stored = np.frombuffer(ds.PixelData, np.uint16).reshape(SHAPE)
+    np.testing.assert_array_equal(values, lut[stored])
+    r = nz.normalize_dataset(ds, out_shape=OUT)
+    assert r.mask.mean() > 0.3 and r.pixels.max() == 65535
