@@ -7,11 +7,26 @@ from shards import cmdline
 from shards.cmdline import Parser, UsageError, run_main
 
 
+def _progress_bar(desc: str, quiet: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # progress is a nicety
+        return None
+    return None if quiet else tqdm(unit="file" if desc == "upload" else "shard", desc=desc,
+                                   file=sys.stderr, leave=False)
+
+
 def _verify(args) -> int:
     from shards import verify
 
-    report = verify.verify(args.root, sample_fraction=args.sample_fraction, seed=args.seed,
-                           workers=args.workers, endpoint=args.endpoint_url)
+    bar = _progress_bar("verify", args.quiet)
+    try:
+        report = verify.verify(args.root, sample_fraction=args.sample_fraction, seed=args.seed,
+                               workers=args.workers, endpoint=args.endpoint_url,
+                               progress=(lambda _: bar.update()) if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
     for problem in report.all_problems:
         print(f"PROBLEM {problem}")
     for note in report.notes:
@@ -62,11 +77,7 @@ def _ls(args) -> int:
 def _upload(args) -> int:
     from shards import upload
 
-    try:
-        from tqdm import tqdm
-    except ImportError:  # progress is a nicety
-        tqdm = None
-    bar = tqdm(unit="file", desc="upload", file=sys.stderr) if tqdm and not args.quiet else None
+    bar = _progress_bar("upload", args.quiet)
     try:
         report = upload.upload(args.root, args.dest, workers=args.workers,
                                endpoint=args.endpoint_url,
@@ -96,6 +107,7 @@ def build_parser() -> Parser:
                    help="fraction of samples decoded through the schema (default 0.05)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=cmdline.positive_int, default=4)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     common(p)
     p.set_defaults(func=_verify)
 

@@ -53,8 +53,11 @@ class VerifyReport:
 
 
 def verify(root_or_url, *, sample_fraction: float = 0.05, seed: int = 0, workers: int = 4,
-           endpoint: str | None = None) -> VerifyReport:
-    """Verify every shard listed in the manifest; problems are collected, never raised."""
+           endpoint: str | None = None, progress=None) -> VerifyReport:
+    """Verify every shard listed in the manifest; problems are collected, never raised.
+
+    ``progress(check)`` is called after each shard (e.g. to advance a progress bar).
+    """
     root = manifest_mod.root_of(os.fspath(root_or_url))
     report = VerifyReport(root)
     try:
@@ -63,10 +66,15 @@ def verify(root_or_url, *, sample_fraction: float = 0.05, seed: int = 0, workers
         report.problems.append(str(exc))
         return report
     records = manifest_mod.all_shards(data)
+    def one(record):
+        check = check_shard(root, record, sample_fraction=sample_fraction, seed=seed,
+                            endpoint=endpoint)
+        if progress:
+            progress(check)
+        return check
+
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        report.shards = list(pool.map(
-            lambda r: check_shard(root, r, sample_fraction=sample_fraction, seed=seed,
-                                  endpoint=endpoint), records))
+        report.shards = list(pool.map(one, records))
     _check_listing(root, records, report)
     return report
 
