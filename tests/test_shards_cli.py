@@ -32,9 +32,11 @@ def _flip_byte(path, offset):
 
 
 def test_verify_passes_on_a_good_set(shard_set, capsys):
-    assert cli.main(["verify", str(shard_set), "--sample-fraction", "1"]) == 0
+    (shard_set / ".train-000002.tar.tmp-123-abcdef01").write_bytes(b"partial")  # a killed writer
+    assert cli.main(["verify", str(shard_set), "--sample-fraction", "1", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "OK: 4 shards, 15 samples" in out and "15 samples decoded" in out
+    assert "note    .train-000002.tar.tmp-123-abcdef01: temporary file" in out
 
 
 def test_verify_catches_a_flipped_byte(shard_set, capsys):

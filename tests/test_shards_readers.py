@@ -72,3 +72,17 @@ def test_dali_reads_with_our_index(tmp_path, fmt):
     if fmt == "png":
         left = schema.decode_png16(got[0][0])
         assert left.dtype == np.uint16 and left.max() > 255
+
+
+def test_long_keys_read_by_webdataset_and_dali(tmp_path):
+    """Keys longer than 100 characters (long study UIDs) use GNU long-name members."""
+    pytest.importorskip("nvidia.dali")
+    wds = pytest.importorskip("webdataset")
+    key = schema.make_key("optimam", "1.2.826.0.1.3680043.9.3218." + "7" * 90, "MLO", "r010c004")
+    image = sampledata.tissue_patch(np.random.default_rng(0), 96)
+    samples = [schema.encode_pair(k, image, image, sampledata.pair_meta(96)) for k in (key, "short")]
+    record = writer.write_shard(samples, tmp_path, "train", 0)
+    tar, idx = str(tmp_path / record["name"]), str(tmp_path / record["index_name"])
+    assert [s["__key__"] for s in wds.WebDataset([tar], shardshuffle=False)] == [key, "short"]
+    got = dali_read([tar], [idx], "png", batch_size=2)
+    assert got == [(s["left.png"], s["right.png"], s["json"]) for s in samples]
