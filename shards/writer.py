@@ -61,10 +61,17 @@ def write_shard(samples: Iterable[dict], out, split: str, index: int, *,
     try:
         record = _write_local(samples, staging, name, idx_name, split, index)
         fs, root = openers.filesystem(out)
+        s3 = openers.scheme(out) == "s3"
         # Index first: a tar visible under its final name always has its index beside it.
+        # On S3 each object carries its sha256, which lets `shards upload` skip it later.
         if idx_name:
-            fs.put_file(os.path.join(staging, idx_name), f"{root.rstrip('/')}/{idx_name}")
-        fs.put_file(os.path.join(staging, name), f"{root.rstrip('/')}/{name}")
+            idx_path = os.path.join(staging, idx_name)
+            with open(idx_path, "rb") as f:
+                idx_sha = hashlib.sha256(f.read()).hexdigest()
+            fs.put_file(idx_path, f"{root.rstrip('/')}/{idx_name}",
+                        **({"Metadata": {"sha256": idx_sha}} if s3 else {}))
+        fs.put_file(os.path.join(staging, name), f"{root.rstrip('/')}/{name}",
+                    **({"Metadata": {"sha256": record["sha256"]}} if s3 else {}))
         return record
     finally:
         shutil.rmtree(staging, ignore_errors=True)

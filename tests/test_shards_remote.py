@@ -76,6 +76,8 @@ def test_writer_and_manifest_write_straight_to_s3(s3_server, tmp_path):
     # Nothing else (no temporary objects) is visible.
     names = sorted(o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"])
     assert names == ["direct/manifest.json", "direct/val-000000.idx", "direct/val-000000.tar"]
+    head = s3_server.client().head_object(Bucket=bucket, Key="direct/val-000000.tar")
+    assert head["Metadata"]["sha256"] == records[0]["sha256"]
 
 
 def test_stream_from_s3_through_webdataset(s3_server, tmp_path):
