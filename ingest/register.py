@@ -186,6 +186,8 @@ def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
     start = time.perf_counter()
     if fixed.shape != moving.shape:
         raise ValueError(f"fixed {fixed.shape} and moving {moving.shape} differ in shape")
+    fixed_mask = np.asarray(fixed_mask, dtype=bool)
+    moving_mask = np.asarray(moving_mask, dtype=bool)
     if not fixed_mask.any() or not moving_mask.any():
         raise ValueError("empty breast mask")
     if threads is not None:
