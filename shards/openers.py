@@ -57,10 +57,12 @@ def local_path(url) -> str | None:
 
 
 def join_url(root, name: str) -> str:
-    """``root`` + ``/`` + ``name`` for paths and URLs alike."""
+    """``root`` + ``/`` + ``name`` for paths and URLs alike; ``file://`` roots give plain paths
+    (which every reader, DALI included, understands)."""
     root = os.fspath(root)
-    if local_path(root) is not None and scheme(root) == "":
-        return os.path.join(root, name)
+    path = local_path(root)
+    if path is not None:
+        return os.path.join(path, name)
     return root.rstrip("/") + "/" + name
 
 

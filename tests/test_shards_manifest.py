@@ -57,6 +57,7 @@ def test_shard_urls_from_the_manifest(tmp_path):
     assert openers.shard_urls(tmp_path, "train") == [str(tmp_path / "train-000000.tar"),
                                                      str(tmp_path / "train-000001.tar")]
     assert openers.index_urls(tmp_path, "val") == [str(tmp_path / "val-000000.idx")]
+    assert openers.shard_urls(f"file://{tmp_path}", "val") == [str(tmp_path / "val-000000.tar")]
     with pytest.raises(KeyError, match="no split 'dev'"):
         openers.shard_urls(tmp_path, "dev")
 
