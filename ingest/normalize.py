@@ -112,7 +112,7 @@ def unit_values(ds, stored: np.ndarray, padding: np.ndarray, voi: str = "auto") 
     """Steps 1-3 at once through a lookup table over the stored values (same result).
 
     Modality LUT, VOI and the unit-range map are pointwise functions of the stored value, so they
-    are evaluated once per possible value (at most 65536) instead of once per pixel: about ten
+    are evaluated once per possible value (at most 65536) instead of once per pixel: about nine
     times faster on a 3328x2560 image than the float64 chain on the whole array.
     """
     if stored.ndim != 2:
