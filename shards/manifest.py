@@ -183,6 +183,7 @@ def validate(manifest: dict, where: str) -> None:
     if not isinstance(splits, dict):
         raise ManifestError(f"{where}: no splits")
     total = {"shards": 0, "samples": 0, "bytes": 0}
+    names: set[str] = set()
     for split, entry in splits.items():
         shards = entry.get("shards") if isinstance(entry, dict) else None
         if not isinstance(shards, list):
@@ -191,6 +192,9 @@ def validate(manifest: dict, where: str) -> None:
             if not isinstance(record, dict) or record.get("split") != split:
                 raise ManifestError(f"{where}: split {split!r} lists a shard of another split")
             _check_record(record, where)
+            if record["name"] in names:
+                raise ManifestError(f"{where}: shard {record['name']} is listed twice")
+            names.add(record["name"])
         for field in ("samples", "bytes"):
             if entry.get(field) != sum(r[field] for r in shards):
                 raise ManifestError(f"{where}: split {split!r}: {field} does not add up")

@@ -93,6 +93,16 @@ def test_inconsistent_or_missing_manifests_are_clear_errors(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(dict(built, format_version=99)))
     with pytest.raises(manifest.ManifestError, match="format_version 99"):
         manifest.read_manifest(tmp_path)
+    doubled = manifest.build_manifest(_records(tmp_path), {})
+    val = doubled["splits"]["val"]
+    val["shards"] *= 2
+    val["samples"] *= 2
+    val["bytes"] *= 2
+    doubled["totals"] = {"shards": 5, "samples": doubled["totals"]["samples"] + val["samples"] // 2,
+                         "bytes": doubled["totals"]["bytes"] + val["bytes"] // 2}
+    (tmp_path / "manifest.json").write_text(json.dumps(doubled))
+    with pytest.raises(manifest.ManifestError, match="listed twice"):
+        manifest.read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(manifest.ManifestError, match="unreadable JSON"):
         manifest.read_manifest(tmp_path)
