@@ -24,6 +24,7 @@ def test_accuracy_at_full_size(full_pairs):
         errors.append(rg.corner_error(reg.transform, truth, FULL))
         assert reg.moved.dtype == np.uint16 and reg.moved.shape == FULL
         assert reg.moved_mask.dtype == bool
+        assert np.array_equal(reg.moved > 0, reg.moved_mask)
         assert reg.dice_after > max(reg.dice_before, 0.97)
         assert reg.ncc_after > 0.9
         assert rg.passes_quality(reg) == (True, "ok")
