@@ -7,13 +7,16 @@ The pipeline is a chain of small pure functions (see docs/ingest-pixels.md for t
    ``"none"``: modality values scaled by ``2**BitsStored - 1``);
 3. ``to_unit_range``: [0, 1] over the non-padding pixels, MONOCHROME1 inverted;
 4. ``padding_mask``: PixelPaddingValue (and PixelPaddingRangeLimit) → background;
-5. ``breast_mask``: largest connected component of a thresholded (Otsu-based), smoothed, reduced image;
+5. ``breast_mask``: largest connected component of a thresholded (Otsu and background peak),
+   smoothed, reduced image;
 6. ``chest_wall_on_right``: orientation from the mask (never from the tags);
 7. ``crop_box``: ``"none"`` keeps the whole image (default), ``"breast"`` the breast's box;
 8. resize with an anti-aliasing filter into ``out_shape`` keeping the aspect ratio (top-left
    anchored, the rest is background), stretch the breast to [1, 65535], background 0.
 
-ROI boxes follow every step through ``NormalizedImage.map_boxes``.
+Steps 1-3 are pointwise in the stored value: ``unit_values`` applies them through one lookup
+table (what ``normalize_dataset`` uses). ROI boxes follow every step through
+``NormalizedImage.map_boxes``.
 """
 from __future__ import annotations
 
