@@ -112,6 +112,10 @@ class PairCache:
         group = self.open(name)
         return group["pixels"][:], group["masks"][:].astype(bool)
 
+    def read_masks(self, name: str) -> np.ndarray:
+        """The breast masks of one pair, bool (2, H, W): all that tiling needs."""
+        return self.open(name)["masks"][:].astype(bool)
+
     def clean_temporary(self) -> int:
         """Remove temporary groups left by killed runs; returns how many."""
         if not self.root.is_dir():
@@ -123,9 +127,13 @@ class PairCache:
 
 
 class TileReader:
-    """Reads tile pairs from cached pairs, keeping the last few groups open."""
+    """Reads tile pairs from cached pairs, keeping recently used arrays open.
 
-    def __init__(self, cache: PairCache, keep: int = 16):
+    Opening an array reads its metadata (a few ms); a shard's samples come from many pairs in
+    random order, so the open arrays (metadata only, no pixels) are kept for the whole task.
+    """
+
+    def __init__(self, cache: PairCache, keep: int = 1024):
         self.cache = cache
         self.keep = keep
         self._open: dict[str, object] = {}

@@ -39,8 +39,9 @@ def tile_entry(entry: str, cache: PairCache, size: int, stride: int, max_backgro
 
     t = time.perf_counter()
     attrs = cache.attrs(entry)
-    pixels, masks = cache.read_pair(entry)
-    result = tiling.tile_pair(pixels[0], pixels[1], masks[0], masks[1], size=size, stride=stride,
+    masks = cache.read_masks(entry)
+    # The rules look at the masks only (the images are checked for shape): no pixel read here.
+    result = tiling.tile_pair(masks[0], masks[1], masks[0], masks[1], size=size, stride=stride,
                               max_background=max_background, max_border_xor=max_border_xor)
     boxes = result.boxes.astype(np.float64).reshape(-1, 4)
     areas = abnormal.pair_areas(boxes, _roi_boxes(attrs["rois"]["left"]),
