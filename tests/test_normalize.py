@@ -62,6 +62,9 @@ def test_orientation_mask_and_range(chest):
     assert r.pixels.max() == 65535 and r.pixels[r.mask].min() == 1
     assert np.all(r.pixels[~r.mask] == 0)
     assert breast_fraction_ok(r, truth, chest == "right") > 0.9
+    import json
+    meta = json.loads(json.dumps(r.meta()))
+    assert meta["flipped"] == r.flipped and meta["source_shape"] == list(SHAPE)
 
 
 def test_text_is_excluded():
