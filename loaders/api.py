@@ -1,7 +1,10 @@
 """``make_loader``: the one entry point the training code uses, whatever the backend."""
 from __future__ import annotations
 
+import functools
 import os
+
+import torch
 
 from loaders import modes
 from loaders.augment import AugmentSpec
@@ -102,13 +105,19 @@ class Loader:
         from loaders.torch_pipeline import PlannedBatches, batch_iterator
 
         blocks = resume_blocks(len(self), self.workers, done)
+        finish = functools.partial(modes.finish, self.mode, spec=self.augment, seed=self.seed,
+                                   epoch=epoch, rank=self.rank)
+        on_cpu = self.device is None or torch.device(self.device).type == "cpu"
         dataset = PlannedBatches(self.shard_set, self.mode, batch_size=self.batch_size,
                                  seed=self.seed, epoch=epoch, rank=self.rank,
                                  world_size=self.world_size, worker_batches=blocks,
-                                 shuffle_buffer=self.shuffle_buffer, cache_dir=self.cache_dir)
-        for raw in batch_iterator(dataset, self.workers):
-            yield modes.finish(self.mode, raw, self.augment, seed=self.seed, epoch=epoch,
-                               rank=self.rank, device=self.device)
+                                 shuffle_buffer=self.shuffle_buffer, cache_dir=self.cache_dir,
+                                 finish=finish if on_cpu and self.workers > 0 else None)
+        for batch in batch_iterator(dataset, self.workers):
+            if dataset.finish is None:   # uint16 batch: to the device, augment there
+                yield finish(batch, device=self.device)
+            else:
+                yield batch
 
 
 def make_loader(source, mode="pairs", backend="torch", batch_size=64, augment=None, rank=0,

@@ -64,7 +64,7 @@ class AugmentSpec:
 def scale_to_unit(pixels: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """uint16 (any int) ``[B, C, H, W]`` -> float32 in ``[0, 1]``, each sample by its own bits."""
     top = (torch.pow(2.0, bits.to(torch.float32)) - 1.0).to(pixels.device)
-    return pixels.to(torch.float32) / top.view(-1, 1, 1, 1)
+    return torch.div(pixels, top.view(-1, 1, 1, 1))   # promotes to float32 in one pass
 
 
 def crop_boxes(batch: int, height: int, width: int, spec: AugmentSpec,
@@ -112,9 +112,12 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.
 
 def photometric(x: torch.Tensor, gamma: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
     """Gamma then contrast around each sample's mean, clamped to ``[0, 1]``."""
-    x = torch.pow(x.clamp_min(0.0), gamma.view(-1, 1, 1, 1))
+    # inputs are >= 0 (scaled uint16, crops are convex combinations), so pow is safe as is
+    x = torch.pow(x, gamma.view(-1, 1, 1, 1))
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return ((x - mean) * contrast.view(-1, 1, 1, 1) + mean).clamp_(0.0, 1.0)
+    c = contrast.view(-1, 1, 1, 1)
+    x.mul_(c).add_(mean * (1.0 - c))
+    return x.clamp_(0.0, 1.0) if bool((contrast > 1.0).any()) else x
 
 
 def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
@@ -132,13 +135,12 @@ def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator
     if spec.gamma != (1.0, 1.0) or spec.contrast != (1.0, 1.0):
         x = photometric(x, g.to(dev), c.to(dev))
     flips = torch.rand(b, 2, generator=generator)
-    h = (flips[:, 0] < spec.hflip).to(dev).view(-1, 1, 1, 1)
-    v = (flips[:, 1] < spec.vflip).to(dev).view(-1, 1, 1, 1)
-    if spec.hflip > 0:
-        x = torch.where(h, x.flip(-1), x)
-    if spec.vflip > 0:
-        x = torch.where(v, x.flip(-2), x)
-    return x.contiguous()
+    x = x.contiguous()
+    for axis, p, column in ((-1, spec.hflip, 0), (-2, spec.vflip, 1)):
+        if p > 0:
+            chosen = torch.nonzero(flips[:, column] < p).flatten().to(dev)
+            x[chosen] = x[chosen].flip(axis)   # only the flipped samples are copied
+    return x
 
 
 def batch_generator(seed: int, epoch: int, rank: int, batch_index: int, view: int = 0):

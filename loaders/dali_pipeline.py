@@ -49,21 +49,42 @@ def augment_dali(x, spec: AugmentSpec, top: float, size_in: int):
 
     identity_crop = (spec.scale == (1.0, 1.0) and spec.ratio == (1.0, 1.0)
                      and spec.size == size_in)
-    if not identity_crop:
+    if not identity_crop:   # float output: no rounding back to integers, as in torch
         x = fn.random_resized_crop(x, size=[spec.size, spec.size], random_area=list(spec.scale),
                                    random_aspect_ratio=list(spec.ratio), num_attempts=10,
-                                   interp_type=types.INTERP_LINEAR, antialias=True)
-    x = fn.cast(x, dtype=types.FLOAT) / np.float32(top)
+                                   interp_type=types.INTERP_LINEAR, antialias=True,
+                                   dtype=types.FLOAT)
+    # arithmetic in one expression is one fused DALI operator: scale (+ gamma) in one pass
     if spec.gamma != (1.0, 1.0) or spec.contrast != (1.0, 1.0):
-        g = dmath.exp(fn.random.uniform(range=[math.log(spec.gamma[0]), math.log(spec.gamma[1])]))
-        x = dmath.pow(dmath.max(x, 0.0), g)
-        c = fn.random.uniform(range=list(spec.contrast))
+        g = _log_uniform(*spec.gamma)
+        x = dmath.pow(x / np.float32(top), g)
+        c = _uniform(*spec.contrast)
         m = fn.reductions.mean(x)
         x = dmath.clamp((x - m) * c + m, 0.0, 1.0)
+    else:
+        x = x / np.float32(top)
     if spec.hflip > 0 or spec.vflip > 0:
         x = fn.flip(x, horizontal=fn.random.coin_flip(probability=spec.hflip),
                     vertical=fn.random.coin_flip(probability=spec.vflip))
     return fn.transpose(x, perm=[2, 0, 1])
+
+
+def _uniform(lo: float, hi: float):
+    """A per-sample uniform draw; DALI refuses empty ranges, so a fixed value is a constant."""
+    from nvidia.dali import fn, types
+
+    if hi > lo:
+        return fn.random.uniform(range=[lo, hi])
+    return types.Constant(np.float32(lo))
+
+
+def _log_uniform(lo: float, hi: float):
+    from nvidia.dali import types
+    import nvidia.dali.math as dmath
+
+    if hi > lo:
+        return dmath.exp(_uniform(math.log(lo), math.log(hi)))
+    return types.Constant(np.float32(lo))
 
 
 def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top: float,

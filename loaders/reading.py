@@ -15,7 +15,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from loaders.epochs import RankPlan
 from loaders.sources import ShardSet, cached
-from shards import openers
+from shards import dali_index, openers
 
 
 class ShardCountError(ValueError):
@@ -37,6 +37,55 @@ def iter_shard(url: str, needed: np.ndarray) -> Iterator[tuple[int, dict]]:
             if offset >= last:
                 return
     raise ShardCountError(f"{url}: ends after {offset + 1} samples, the plan needs offset {last}")
+
+
+def iter_shard_indexed(url: str, components: list, needed: np.ndarray):
+    """``(offset, sample)`` for the sorted ``needed`` offsets, reading only their bytes: the DALI
+    index gives every member's data offset and size, so no tar header is parsed and skipped
+    samples are seeked over (or read past, on a stream that cannot seek)."""
+    if len(needed) == 0:
+        return
+    if int(needed[-1]) >= len(components):
+        raise ShardCountError(f"{url}: the index lists {len(components)} samples, the plan "
+                              f"needs offset {int(needed[-1])}")
+    with openers.open_url(url) as stream:
+        seekable = getattr(stream, "seekable", lambda: False)()
+        pos = 0
+        for offset in needed.tolist():
+            members = components[offset]
+            sample = {"__key__": members[0].name.rsplit("/", 1)[-1].split(".", 1)[0]}
+            for c in members:
+                if c.offset < pos:
+                    raise ShardCountError(f"{url}: index offsets go backwards at {c.name}")
+                if c.offset > pos:
+                    if seekable:
+                        stream.seek(c.offset)
+                    else:
+                        _read_exactly(stream, c.offset - pos, url)
+                sample[c.ext.lower()] = _read_exactly(stream, c.size, url)
+                pos = c.offset + c.size
+            yield offset, sample
+
+
+def _read_exactly(stream, n: int, url: str) -> bytes:
+    data = stream.read(n)
+    while len(data) < n:
+        more = stream.read(n - len(data))
+        if not more:
+            raise ShardCountError(f"{url}: ends before the index says (truncated shard?)")
+        data += more
+    return data
+
+
+_INDEX_CACHE: dict[str, list] = {}
+
+
+def shard_index(index_url: str, cache_dir: str | None):
+    """Parsed DALI index of a shard (kept per process; index files are small)."""
+    if index_url not in _INDEX_CACHE:
+        text = openers.read_bytes(cached(index_url, cache_dir)).decode("utf-8")
+        _INDEX_CACHE[index_url] = dali_index.parse_index(text)
+    return _INDEX_CACHE[index_url]
 
 
 def plan_samples(plan: RankPlan, batches, shard_set: ShardSet, units: int = 1,
@@ -82,7 +131,11 @@ def _stream(plan, shard_set, order, slot, starts, cache_dir):
         shard = shard_set.shards[int(plan.shard_order[k])]
         offsets = order[i:end] - starts[k]
         url = cached(shard.url, cache_dir)
-        for offset, sample in iter_shard(url, offsets):
+        if shard.index_url is not None:
+            samples = iter_shard_indexed(url, shard_index(shard.index_url, cache_dir), offsets)
+        else:
+            samples = iter_shard(url, offsets)
+        for offset, sample in samples:
             sample["__where__"] = shard.url
             yield int(starts[k] + offset), sample
         i = end

@@ -23,13 +23,15 @@ class PlannedBatches(IterableDataset):
 
     def __init__(self, shard_set: ShardSet, mode: str, *, batch_size: int, seed: int, epoch: int,
                  rank: int, world_size: int, worker_batches: list[list[int]],
-                 shuffle_buffer: int, cache_dir: str | None):
+                 shuffle_buffer: int, cache_dir: str | None, finish=None):
         super().__init__()
         self.shard_set, self.mode = shard_set, modes.check_mode(mode)
         self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
         self.rank, self.world_size = rank, world_size
         self.worker_batches = worker_batches
         self.shuffle_buffer, self.cache_dir = shuffle_buffer, cache_dir
+        # CPU training: augment in the workers (one core each) instead of in the main process
+        self.finish = finish
 
     def plan(self):
         units = modes.units_per_sample(self.mode)
@@ -55,7 +57,8 @@ class PlannedBatches(IterableDataset):
                                                                sample.get("__where__", "")))
                 images, meta, key = decoded[cache_key][1]
                 examples.append((images, meta, key, side, pad))
-            yield modes.assemble(self.mode, examples, j)
+            raw = modes.assemble(self.mode, examples, j)
+            yield self.finish(raw) if self.finish is not None else raw
 
 
 def batch_iterator(dataset: PlannedBatches, workers: int):

@@ -33,7 +33,7 @@ def test_torch_s3_with_local_cache(s3_root, tmp_path):
     cache = tmp_path / "cache"
     first = list(make_loader(s3_root, batch_size=4, augment=SPEC, workers=0, cache_dir=cache))
     names = sorted(os.listdir(cache))
-    assert len(names) == 2 and all(n.endswith(".tar") for n in names)
+    assert sorted(n.rsplit(".", 1)[-1] for n in names) == ["idx", "idx", "tar", "tar"]
     again = list(make_loader(s3_root, batch_size=4, augment=SPEC, workers=0, cache_dir=cache))
     assert real_keys(first) == real_keys(again) and sorted(real_keys(again)) == EXPECTED
     assert sorted(os.listdir(cache)) == names      # nothing downloaded twice, no temp files

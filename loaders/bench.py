@@ -1,0 +1,266 @@
+"""``loaders bench``: loader throughput against three baselines measured in the same run.
+
+* backend runs: ``make_loader`` for ``seconds`` (steady state: timed from the first batch on, the
+  start-up is reported apart), samples/s and shard bytes/s;
+* naive baseline: one PNG file per patch on disk (exported once into a temporary folder), PIL and
+  torchvision transforms v2 per sample, a DataLoader with the same worker count;
+* decode-only bound: the same stored image bytes decoded in a tight loop on one core, no
+  augmentation (PNG with the schema's decoder, raw with ``np.frombuffer``);
+* read-only bound: the tar files read from first to last byte.
+
+Every figure is the median of ``repeats`` runs. Ratios are printed against each baseline.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from loaders.api import make_loader
+from loaders.augment import AugmentSpec
+from loaders.sources import open_shard_set
+from shards import openers, schema
+
+
+def _median(values):
+    return float(statistics.median(values)) if values else 0.0
+
+
+def _samples_per_example(mode: str) -> float:
+    """Stored samples per training example (ssl examples are half a pair)."""
+    return 0.5 if mode == "ssl" else 1.0
+
+
+def time_backend(source, *, mode, backend, batch_size, seconds, workers, spec, cache_dir=None,
+                 seed=0) -> dict:
+    """One timed run: examples/s after the first batch, and the start-up time."""
+    loader = make_loader(source, mode=mode, backend=backend, batch_size=batch_size,
+                         augment=spec, workers=workers, seed=seed, cache_dir=cache_dir)
+    t0 = time.perf_counter()
+    examples, first, start = 0, None, None
+    while True:
+        for batch in loader:
+            now = time.perf_counter()
+            if first is None:
+                first, start = now - t0, now
+                continue
+            examples += len(batch["key"])
+            if now - start >= seconds:
+                break
+        else:
+            continue
+        break
+    elapsed = time.perf_counter() - start
+    return {"examples_per_s": examples / elapsed, "startup_s": first}
+
+
+def tar_bytes(shard_set) -> int:
+    total = 0
+    for ref in shard_set.shards:
+        path = openers.local_path(ref.url)
+        total += os.path.getsize(path) if path else 0
+    return total
+
+
+def collect_images(shard_set, limit: int) -> tuple[list[bytes], str, int, int]:
+    """Up to ``limit`` stored image fields (bytes), the pixel format, size and bits."""
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    images, fmt, size, bits = [], "png", 0, 12
+    for ref in shard_set.shards:
+        with openers.open_url(ref.url) as stream:
+            for sample in group_by_keys(tar_file_expander([{"url": ref.url, "stream": stream}])):
+                fmt = schema.sample_format(sample)
+                meta = json.loads(sample["json"])
+                size, bits = int(meta["size"]), int(meta["bits"])
+                images += [v for k, v in sample.items() if k.endswith(("png", "u16"))]
+                if len(images) >= limit:
+                    return images[:limit], fmt, size, bits
+    return images, fmt, size, bits
+
+
+def decode_bound(images: list[bytes], fmt: str, size: int, seconds: float) -> float:
+    """Images decoded per second, one core, tight loop."""
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for data in images:
+            if fmt == "png":
+                schema.decode_png16(data)
+            else:
+                schema.decode_raw16(data, (size, size))
+        n += len(images)
+    return n / (time.perf_counter() - start)
+
+
+def read_bound(shard_set, seconds: float) -> float:
+    """Shard bytes read per second."""
+    total, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for ref in shard_set.shards:
+            with openers.open_url(ref.url) as f:
+                while chunk := f.read(1 << 20):
+                    total += len(chunk)
+    return total / (time.perf_counter() - start)
+
+
+# --- naive baseline --------------------------------------------------------------------------
+
+def export_pngs(shard_set, out: str, mode: str) -> list[tuple]:
+    """One PNG file per patch; returns the dataset's items ``(paths, bits, label)``."""
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    os.makedirs(out, exist_ok=True)
+    items = []
+    for ref in shard_set.shards:
+        with openers.open_url(ref.url) as stream:
+            for sample in group_by_keys(tar_file_expander([{"url": ref.url, "stream": stream}])):
+                if mode == "labelled":
+                    patch = schema.decode_patch(sample)
+                    images, meta = [patch.image], patch.meta
+                else:
+                    pair = schema.decode_pair(sample)
+                    images, meta = [pair.left, pair.right], pair.meta
+                paths = []
+                for i, image in enumerate(images):
+                    path = os.path.join(out, f"{sample['__key__']}_{i}.png")
+                    with open(path, "wb") as f:
+                        f.write(schema.encode_png16(image))
+                    paths.append(path)
+                if mode == "ssl":
+                    items += [((p,), meta["bits"], 0) for p in paths]
+                else:
+                    items.append((tuple(paths), meta["bits"], int(meta.get("label", 0))))
+    return items
+
+
+class NaiveDataset(torch.utils.data.Dataset):
+    """PIL + torchvision transforms v2, one sample at a time (the usual first loader)."""
+
+    def __init__(self, items, spec: AugmentSpec, views: int):
+        self.items, self.spec, self.views = items, spec, views
+
+    def __len__(self):
+        return len(self.items)
+
+    def _transform(self, x):
+        from torchvision.transforms import v2
+        from torchvision.transforms.v2 import functional as F
+
+        s = self.spec
+        x = v2.RandomResizedCrop(s.size, scale=s.scale, ratio=s.ratio, antialias=True)(x)
+        x = F.adjust_gamma(x, float(np.exp(np.random.uniform(*np.log(s.gamma)))))
+        c, m = float(np.random.uniform(*s.contrast)), x.mean()
+        x = ((x - m) * c + m).clamp(0.0, 1.0)   # adjust_contrast takes 1 or 3 channels only
+        x = v2.RandomHorizontalFlip(s.hflip)(x)
+        return v2.RandomVerticalFlip(s.vflip)(x)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        paths, bits, label = self.items[i]
+        images = []
+        for path in paths:
+            with Image.open(path) as img:
+                images.append(torch.from_numpy(np.asarray(img, dtype=np.uint16).astype(np.float32)))
+        x = torch.stack(images) / float(2 ** bits - 1)
+        return [self._transform(x) for _ in range(self.views)], label
+
+
+def time_naive(items, *, mode, batch_size, seconds, workers, spec) -> float:
+    dataset = NaiveDataset(items, spec, views=2 if mode == "ssl" else 1)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                                         num_workers=workers, drop_last=True)
+    examples, start = 0, None
+    while True:
+        for views, _ in loader:
+            now = time.perf_counter()
+            if start is None:
+                start = now
+                continue
+            examples += views[0].shape[0]
+            if now - start >= seconds:
+                return examples / (now - start)
+
+
+# --- the whole benchmark ---------------------------------------------------------------------
+
+def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seconds=5.0,
+        workers=2, repeats=3, spec=None, cache_dir=None, log=print) -> dict:
+    spec = spec or AugmentSpec()
+    shard_set = open_shard_set(source)
+    if not shard_set.is_local and cache_dir is None:
+        log("note: remote shards; bounds and the naive export read them over the network")
+    per_example = _samples_per_example(mode)
+    total_bytes = tar_bytes(shard_set) or 1
+    bytes_per_sample = total_bytes / max(1, shard_set.samples)
+    images, fmt, size, bits = collect_images(shard_set, 512)
+    result = {"source": str(source), "mode": mode, "format": fmt, "patch": size,
+              "augment": spec.to_dict(), "batch_size": batch_size, "workers": workers,
+              "seconds": seconds, "repeats": repeats, "cpu_count": os.cpu_count(),
+              "cuda": torch.cuda.is_available(), "samples_in_set": shard_set.samples,
+              "backends": {}}
+    device = "cuda" if torch.cuda.is_available() else None
+    for backend in backends:
+        runs = [time_backend(shard_set, mode=mode, backend=backend, batch_size=batch_size,
+                             seconds=seconds, workers=workers, spec=spec, cache_dir=cache_dir)
+                for _ in range(repeats)]
+        rate = _median([r["examples_per_s"] for r in runs])
+        result["backends"][backend] = {
+            "examples_per_s": rate,
+            "bytes_per_s": rate * per_example * bytes_per_sample,
+            "startup_s": _median([r["startup_s"] for r in runs]),
+            "runs": [r["examples_per_s"] for r in runs]}
+        log(f"{backend:6s} {rate:10.0f} {mode} examples/s  "
+            f"{rate * per_example * bytes_per_sample / 1e6:8.1f} MB/s  "
+            f"(start-up {result['backends'][backend]['startup_s']:.2f} s)")
+    # one image decoded per patch; an example holds 2 patches in pairs mode, 1 otherwise
+    patches = 2 if mode == "pairs" else 1
+    decode = _median([decode_bound(images, fmt, size, seconds) for _ in range(repeats)])
+    result["decode_bound_examples_per_s"] = decode / patches
+    log(f"decode {decode / patches:10.0f} {mode} examples/s  (one core, {fmt}, no augmentation)")
+    read = _median([read_bound(shard_set, min(seconds, 2.0)) for _ in range(repeats)])
+    result["read_bound_bytes_per_s"] = read
+    result["read_bound_examples_per_s"] = read / bytes_per_sample / per_example
+    log(f"read   {result['read_bound_examples_per_s']:10.0f} {mode} examples/s  "
+        f"{read / 1e6:8.1f} MB/s  (tar bytes only)")
+    tmp = tempfile.mkdtemp(prefix="naive-pngs-")
+    try:
+        items = export_pngs(shard_set, tmp, mode)
+        naive = _median([time_naive(items, mode=mode, batch_size=batch_size, seconds=seconds,
+                                    workers=workers, spec=spec) for _ in range(repeats)])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["naive_examples_per_s"] = naive
+    log(f"naive  {naive:10.0f} {mode} examples/s  (PNG files, PIL + transforms v2 per sample)")
+    best = max(result["backends"], key=lambda b: result["backends"][b]["examples_per_s"],
+               default=None)
+    if best:
+        rate = result["backends"][best]["examples_per_s"]
+        result["best_backend"] = best
+        result["ratios"] = {"vs_decode_bound": rate / result["decode_bound_examples_per_s"],
+                            "vs_naive": rate / naive if naive else None,
+                            "vs_read_bound": rate / result["read_bound_examples_per_s"]}
+        r = result["ratios"]
+        log(f"best: {best}: {r['vs_decode_bound']:.2f}x the decode-only bound, "
+            f"{r['vs_naive']:.2f}x the naive baseline, {r['vs_read_bound']:.3f}x the read bound")
+    return result
+
+
+def make_shards(out: str, *, pairs: int = 3000, size: int = 96, per_shard: int = 500,
+                formats=("png", "raw"), seed: int = 0, log=print) -> dict:
+    """Tissue-like benchmark shard sets ``out/png`` and ``out/raw`` (same pixels)."""
+    from loaders import synthetic
+
+    counts = [per_shard] * (pairs // per_shard) + ([pairs % per_shard] if pairs % per_shard else [])
+    roots = {}
+    for fmt in formats:
+        roots[fmt] = synthetic.pair_set(os.path.join(out, fmt), counts=tuple(counts), size=size,
+                                        fmt=fmt, seed=seed)
+        log(f"wrote {pairs} pairs of {size} px ({fmt}) to {roots[fmt]}")
+    return roots

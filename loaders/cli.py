@@ -1,0 +1,71 @@
+"""The ``loaders`` command: ``loaders bench``."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from shards import cmdline
+from shards.cmdline import Parser, UsageError, run_main
+
+
+def _bench(args) -> int:
+    from loaders import bench
+    from loaders.augment import AugmentSpec
+
+    if args.make_shards:
+        roots = bench.make_shards(args.make_shards, pairs=args.pairs, size=args.size,
+                                  per_shard=args.per_shard)
+        if not args.shards:
+            return 0
+        if args.shards in roots:   # "--shards png" / "--shards raw": the set just written
+            args.shards = roots[args.shards]
+    if not args.shards:
+        raise UsageError("--shards is required (or --make-shards DIR to only write shard sets)")
+    backends = ("torch", "dali") if args.backend == "both" else (args.backend,)
+    try:
+        spec = AugmentSpec(size=args.out_size or args.size)
+        result = bench.run(args.shards, mode=args.mode, backends=backends,
+                           batch_size=args.batch_size, seconds=args.seconds,
+                           workers=args.workers, repeats=args.repeats, spec=spec,
+                           cache_dir=args.cache_dir)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(tmp, args.json)
+    return 0
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="loaders", description="Loaders for 16-bit patch-pair shards.")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
+    b = sub.add_parser("bench", help="throughput of the loaders against baselines, same run")
+    b.add_argument("--shards", help="shard set root or URL (holding manifest.json)")
+    b.add_argument("--mode", choices=("pairs", "ssl", "labelled"), default="pairs")
+    b.add_argument("--backend", choices=("dali", "torch", "both"), default="both")
+    b.add_argument("--batch-size", type=cmdline.positive_int, default=64)
+    b.add_argument("--seconds", type=float, default=5.0, help="timed seconds per run")
+    b.add_argument("--repeats", type=cmdline.positive_int, default=3)
+    b.add_argument("--workers", type=int, default=2, help="DataLoader workers / DALI threads")
+    b.add_argument("--out-size", type=cmdline.positive_int, default=None,
+                   help="augmented output side (default: the patch size)")
+    b.add_argument("--cache-dir", default=None, help="local cache for remote shards")
+    b.add_argument("--json", default=None, help="write the figures to this JSON file")
+    b.add_argument("--make-shards", metavar="DIR", default=None,
+                   help="first write tissue-like benchmark sets DIR/png and DIR/raw")
+    b.add_argument("--pairs", type=cmdline.positive_int, default=3000)
+    b.add_argument("--size", type=cmdline.positive_int, default=96)
+    b.add_argument("--per-shard", type=cmdline.positive_int, default=500)
+    b.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    return run_main(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
