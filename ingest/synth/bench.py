@@ -1,6 +1,7 @@
 """Benchmark of the synthetic generator: images per second at 1 and 2 workers, and the ratio.
 
-    python -m ingest.synth.bench [--patients 2] [--repeats 3] [--sizes default 1152x896]
+    python -m ingest.synth.bench [--patients 2] [--small-patients 8] [--repeats 3]
+                                 [--sizes default 1152x896]
 
 Each figure is the median of ``repeats`` runs of ``generate`` (one study per patient, files
 written and fsynced); the baseline is 1 worker measured in the same process.  A render-only
@@ -47,17 +48,19 @@ def _run(patients: int, size, workers: int, repeats: int) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ingest.synth.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--patients", type=int, default=2)
+    p.add_argument("--patients", type=int, default=2, help="patients per run at the default size")
+    p.add_argument("--small-patients", type=int, default=8, help="patients per run at other sizes")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sizes", nargs="+", default=["default", "1152x896"])
     args = p.parse_args(argv)
     for text in args.sizes:
         size = _size(text)
+        n = args.patients if size is None else args.small_patients
         label = "default (3328x2560 / 2294x1914)" if size is None else f"{size[0]}x{size[1]}"
-        ro = statistics.median(_render_only(args.patients, size) for _ in range(args.repeats))
-        one = _run(args.patients, size, 1, args.repeats)
-        two = _run(args.patients, size, 2, args.repeats)
-        print(f"{label}: render only {ro:.2f} img/s | generate 1 worker {one:.2f} img/s | "
+        ro = statistics.median(_render_only(n, size) for _ in range(args.repeats))
+        one = _run(n, size, 1, args.repeats)
+        two = _run(n, size, 2, args.repeats)
+        print(f"{label}, {n} patients x 4 images: render only {ro:.2f} img/s | generate 1 worker {one:.2f} img/s | "
               f"2 workers {two:.2f} img/s | ratio 2/1 = {two / one:.2f}", flush=True)
     return 0
 

@@ -53,19 +53,25 @@ def _check_out(out: Path) -> None:
 
 
 def _pick_preview(seed, patients, layout, image_size, lesion_fraction, studies, count=4) -> set[int]:
-    """Among the first patients, half with a lesion (the most conspicuous) and half normal."""
+    """Among the first patients: lesions first (the most conspicuous, varied in kind and shape),
+    and one normal exam for comparison."""
     lesion, normal = [], []
     for i in range(min(patients, 64)):
         plan = plan_patient(seed, i, layout, image_size, lesion_fraction, studies)
         if plan.lesion is None:
             normal.append(i)
         else:
-            lesion.append((-plan.lesion.conspicuity, i))
-    lesion = [i for _, i in sorted(lesion)]
-    n_les = min(len(lesion), (count + 1) // 2)
-    chosen = lesion[:n_les] + normal[:count - n_les]
-    chosen += [i for i in lesion[n_les:] if len(chosen) < count]
-    return set(chosen)  # shown in patient order
+            lesion.append((-plan.lesion.conspicuity, i, (plan.lesion.kind, plan.lesion.shape)))
+    lesion.sort()
+    chosen, kinds = [], set()
+    n_les = min(len(lesion), count - 1 if normal else count)
+    for _, i, kind in lesion:                 # one of each kind first, then the rest
+        if len(chosen) < n_les and kind not in kinds:
+            chosen.append(i)
+            kinds.add(kind)
+    chosen += [i for _, i, _ in lesion if i not in chosen][:n_les - len(chosen)]
+    chosen += normal[:count - len(chosen)]
+    return set(chosen)                        # shown in patient order
 
 
 def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int = 0, image_size=None,

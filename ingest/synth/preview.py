@@ -1,6 +1,9 @@
 """Contact sheet of a few exams: 8-bit, display-windowed, lesion boxes drawn."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -73,4 +76,11 @@ def contact_sheet(exams: list[dict], path) -> None:
             draw.text((x + 4, y + th["image"].shape[0] - 14), th["label"], fill=(255, 210, 0))
             x += th["image"].shape[1] + pad
         y += max(t["image"].shape[0] for t in exam["thumbs"]) + pad
-    sheet.save(path, format="PNG")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        sheet.save(fh, format="PNG")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
