@@ -74,7 +74,23 @@ def build_index(tiled, seed: int) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=list(INDEX_COLUMNS) + ["split"])
     index = pd.concat(frames, ignore_index=True)
+    index = _compact(index)
     return index.sort_values(["pair_id", "row", "col"], kind="stable").reset_index(drop=True)
+
+
+def _compact(index: pd.DataFrame) -> pd.DataFrame:
+    """Repeated strings as categories: a few bytes per patch in the driver's index."""
+    for column in ("pair_id", "entry", "side", "roi_side", "label_name", "split"):
+        if column in index.columns:
+            index[column] = index[column].astype("category")
+    return index
+
+
+def _records(rows) -> list[dict]:
+    if isinstance(rows, pd.DataFrame):
+        return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+                for r in rows.astype(object).to_dict("records")]
+    return list(rows)
 
 
 def permutation_seed(seed: int, split: str) -> list[int]:
@@ -97,7 +113,9 @@ def plan_shards(index: pd.DataFrame, seed: int, shard_size: int, order=PAIR_ORDE
         rows = rows.iloc[shuffle]
         for i, start in enumerate(range(0, len(rows), int(shard_size))):
             part = rows.iloc[start:start + int(shard_size)]
-            plans.append({"split": split, "index": i, "rows": part.to_dict("records")})
+            # A compact frame (categorical ids, numeric columns) travels to the task, which
+            # turns it into records there: the driver never holds one dict per patch.
+            plans.append({"split": split, "index": i, "rows": part.reset_index(drop=True)})
     return plans
 
 
@@ -129,7 +147,7 @@ def write_shard_task(plan: dict, cache: PairCache, out: str, size: int, fmt: str
     seconds = {"read": 0.0, "encode": 0.0}
 
     def samples():
-        for row in plan["rows"]:
+        for row in _records(plan["rows"]):
             t = time.perf_counter()
             entry = row["entry"]
             if entry not in attrs_of:
@@ -244,7 +262,8 @@ def build_patch_index(found, seed: int) -> pd.DataFrame:
     rows = [row for res in found if isinstance(res, dict) for row in res.get("rows", ())]
     index = pd.DataFrame(rows, columns=list(PATCH_COLUMNS))
     index["split"] = [splits.patch_split(patch_key(r), seed) for r in index.to_dict("records")]
-    return index.sort_values(list(PATCH_ORDER), kind="stable").reset_index(drop=True)
+    index = index.sort_values(list(PATCH_ORDER), kind="stable").reset_index(drop=True)
+    return _compact(index)
 
 
 def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, task: str,
@@ -257,7 +276,7 @@ def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, ta
     seconds = {"read": 0.0, "encode": 0.0}
 
     def samples():
-        for row in plan["rows"]:
+        for row in _records(plan["rows"]):
             t = time.perf_counter()
             entry = row["entry"]
             if entry not in attrs_of:

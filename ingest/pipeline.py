@@ -30,7 +30,6 @@ import numpy as np
 
 from ingest import packing, report as report_mod
 from ingest.adapters import load_exams
-from ingest.adapters.table import Skip
 from ingest.cache import PairCache, file_fingerprint
 from ingest.pairing import ExamPair, pair_exams
 
@@ -322,6 +321,10 @@ def _finish(config: BuildConfig, rep, out: Path, records, params: dict, cache: P
 
 
 def _start(config: BuildConfig, params: dict):
+    # Absolute paths: tasks may run in workers started elsewhere (--scheduler, shared disk).
+    for name in ("out", "root", "cache_dir", "manifest_csv"):
+        if getattr(config, name):
+            setattr(config, name, os.path.abspath(getattr(config, name)))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     packing.retire_old_manifest(out, params)
