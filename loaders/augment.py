@@ -6,9 +6,9 @@ Output contract (both backends): float32 NCHW in ``[0, 1]``. A uint16 patch is d
 1. random resized crop: area fraction uniform in ``scale``, aspect ratio log-uniform in ``ratio``
    (10 attempts, then a centre crop clamped to ``ratio``, as torchvision and DALI do), resized to
    ``size x size`` with bilinear sampling that averages several points when shrinking;
-2. gamma ``x ** g``, ``g`` log-uniform in ``gamma``;
-3. contrast ``(x - m) * c + m`` around the sample's mean ``m``, ``c`` uniform in ``contrast``,
-   then clamped to ``[0, 1]``;
+2. contrast ``(x - m) * c + m`` around the sample's mean ``m``, ``c`` uniform in ``contrast``,
+   clamped to ``[0, 1]``;
+3. gamma ``x ** g``, ``g`` log-uniform in ``gamma`` (stays in ``[0, 1]``);
 4. horizontal flip with probability ``hflip``, vertical with probability ``vflip``.
 
 Channels of one sample (the left and right patch of a pair) share one draw, so a pair stays
@@ -111,13 +111,11 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.
 
 
 def photometric(x: torch.Tensor, gamma: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
-    """Gamma then contrast around each sample's mean, clamped to ``[0, 1]``."""
-    # inputs are >= 0 (scaled uint16, crops are convex combinations), so pow is safe as is
-    x = torch.pow(x, gamma.view(-1, 1, 1, 1))
+    """Contrast around each sample's mean, clamped to ``[0, 1]``, then gamma (in place)."""
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     c = contrast.view(-1, 1, 1, 1)
-    x.mul_(c).add_(mean * (1.0 - c))
-    return x.clamp_(0.0, 1.0) if bool((contrast > 1.0).any()) else x
+    x = torch.addcmul(mean * (1.0 - c), x, c).clamp_(0.0, 1.0)
+    return x.pow_(gamma.view(-1, 1, 1, 1))
 
 
 def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:

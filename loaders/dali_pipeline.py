@@ -54,19 +54,20 @@ def augment_dali(x, spec: AugmentSpec, top: float, size_in: int):
                                    random_aspect_ratio=list(spec.ratio), num_attempts=10,
                                    interp_type=types.INTERP_LINEAR, antialias=True,
                                    dtype=types.FLOAT)
-    # arithmetic in one expression is one fused DALI operator: scale (+ gamma) in one pass
+    # One arithmetic expression is one fused DALI operator: scale, contrast, clamp and gamma
+    # take a single pass after the mean; the flip and the HWC -> CHW transpose another one.
     if spec.gamma != (1.0, 1.0) or spec.contrast != (1.0, 1.0):
         g = _log_uniform(*spec.gamma)
-        x = dmath.pow(x / np.float32(top), g)
         c = _uniform(*spec.contrast)
-        m = fn.reductions.mean(x)
-        x = dmath.clamp((x - m) * c + m, 0.0, 1.0)
+        m = fn.reductions.mean(x, dtype=types.FLOAT)
+        x = dmath.pow(dmath.clamp(((x - m) * c + m) / np.float32(top), 0.0, 1.0), g)
     else:
         x = x / np.float32(top)
-    if spec.hflip > 0 or spec.vflip > 0:
-        x = fn.flip(x, horizontal=fn.random.coin_flip(probability=spec.hflip),
-                    vertical=fn.random.coin_flip(probability=spec.vflip))
-    return fn.transpose(x, perm=[2, 0, 1])
+    x = fn.crop_mirror_normalize(x, mirror=fn.random.coin_flip(probability=spec.hflip),
+                                 output_layout="CHW", dtype=types.FLOAT)
+    if spec.vflip > 0:
+        x = fn.flip(x, horizontal=0, vertical=fn.random.coin_flip(probability=spec.vflip))
+    return x
 
 
 def _uniform(lo: float, hi: float):

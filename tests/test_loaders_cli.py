@@ -1,0 +1,35 @@
+"""``loaders bench``: a tiny run end to end, and its argument errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loaders import cli
+
+
+def test_bench_writes_figures_and_ratios(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = cli.main(["bench", "--make-shards", str(tmp_path / "sets"), "--pairs", "24",
+                     "--size", "16", "--per-shard", "10", "--shards", "raw", "--backend", "both",
+                     "--batch-size", "8", "--seconds", "0.2", "--repeats", "1", "--workers", "1",
+                     "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["format"] == "raw" and result["samples_in_set"] == 24
+    for backend in ("torch", "dali"):
+        assert result["backends"][backend]["examples_per_s"] > 0
+    assert result["naive_examples_per_s"] > 0 and result["decode_bound_examples_per_s"] > 0
+    assert set(result["ratios"]) == {"vs_decode_bound", "vs_naive", "vs_read_bound"}
+    printed = capsys.readouterr().out
+    assert "naive" in printed and "decode" in printed and "best:" in printed
+
+
+def test_bench_argument_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--mode", "triplets"])
+    assert exc.value.code == 2
+    assert cli.main(["bench"]) == 2
+    assert "--shards is required" in capsys.readouterr().err
+    assert cli.main(["bench", "--shards", str(tmp_path / "nothing")]) == 2
+    assert "no manifest" in capsys.readouterr().err
