@@ -63,8 +63,11 @@ class AugmentSpec:
 
 def scale_to_unit(pixels: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """uint16 (any int) ``[B, C, H, W]`` -> float32 in ``[0, 1]``, each sample by its own bits."""
-    top = (torch.pow(2.0, bits.to(torch.float32)) - 1.0).to(pixels.device)
-    return torch.div(pixels, top.view(-1, 1, 1, 1))   # promotes to float32 in one pass
+    top = (torch.pow(2.0, bits.to(torch.float32)) - 1.0).to(pixels.device).view(-1, 1, 1, 1)
+    if pixels.device.type == "cpu":
+        return torch.div(pixels, top)   # promotes uint16 to float32 in one pass
+    # CUDA kernels for uint16 are few; a conversion copy is always there (same values)
+    return pixels.to(torch.float32).div_(top)
 
 
 def crop_boxes(batch: int, height: int, width: int, spec: AugmentSpec,

@@ -129,3 +129,32 @@ def test_bad_arguments_are_clear(pairs_root):
         make_loader(pairs_root, rank=2, world_size=2)
     with pytest.raises(KeyError, match="no split"):
         make_loader(pairs_root, split="val")
+
+
+def test_shards_without_index_are_streamed(tmp_path):
+    from shards import manifest, sampledata, writer
+
+    records = [writer.write_shard(sampledata.pair_samples(n, 16, seed=i, start=10 * i),
+                                  tmp_path, "train", i, write_index=False)
+               for i, n in enumerate((3, 4))]
+    manifest.write_manifest(tmp_path, manifest.build_manifest(records, {"size": 16}))
+    batches = list(make_loader(tmp_path, batch_size=2, augment=SPEC, workers=0, world_size=2,
+                               rank=1))
+    batches += list(make_loader(tmp_path, batch_size=2, augment=SPEC, workers=0, world_size=2,
+                                rank=0))
+    assert sorted(real_keys(batches)) == [f"pair_{i:06d}" for i in (0, 1, 2, 10, 11, 12, 13)]
+
+
+def test_truncated_shard_is_a_clear_error(tmp_path):
+    root = synthetic.pair_set(tmp_path / "s", counts=(4,))
+    import json
+    import os
+
+    path = os.path.join(root, "manifest.json")
+    data = json.load(open(path))
+    data["splits"]["train"]["shards"][0]["samples"] = 6    # manifest promises more than exists
+    data["splits"]["train"]["samples"] = 6
+    data["totals"]["samples"] = 6
+    json.dump(data, open(path, "w"))
+    with pytest.raises(ValueError, match="train-000000.tar"):
+        list(make_loader(root, batch_size=2, augment=SPEC, workers=0))
