@@ -4,7 +4,10 @@ import dataclasses
 import numpy as np
 from scipy.ndimage import binary_erosion
 
+from scipy.ndimage import affine_transform
+
 from ingest.synth import plan_patient, power_law_field, power_spectrum_slope, render_image, to_breast_frame
+from ingest.synth.positioning import pair_matrix
 
 
 def _attenuation(img):
@@ -102,3 +105,15 @@ def test_lesion_lies_in_its_box():
         if min(checked.values()) >= 2:
             break
     assert min(checked.values()) >= 2, checked
+
+
+def test_pair_matrix_registers_right_onto_left():
+    plan = plan_patient(8, 1, image_size=(384, 288), lesion_fraction=0.0, studies_per_patient=(1, 1))
+    left, right = render_image(plan, 0, "L", "MLO"), render_image(plan, 0, "R", "MLO")
+    fixed, moving = _attenuation(left), _attenuation(right)[:, ::-1]       # un-mirror the right side
+    m = pair_matrix(left.record, right.record)
+    moved = affine_transform(moving, m[:2, :2], offset=m[:2, 2], order=1)
+    moved_mask = affine_transform(right.mask[:, ::-1].astype(np.float32), m[:2, :2], offset=m[:2, 2]) > 0.99
+    aligned = _corr(fixed, left.mask, moved, moved_mask)
+    unaligned = _corr(fixed, left.mask, moving, right.mask[:, ::-1])
+    assert aligned > 0.6 and aligned > unaligned + 0.05, (aligned, unaligned)

@@ -102,3 +102,17 @@ def to_breast_frame(image: np.ndarray, tf: Transform | dict, mirrored: bool,
     m = breast_to_image_matrix(tf)       # output (breast) coords -> input (image) coords
     return affine_transform(img.astype(np.float32), m[:2, :2], offset=m[:2, 2],
                             output_shape=img.shape, order=order, mode="constant", cval=cval)
+
+
+def pair_matrix(fixed: dict, moving: dict) -> np.ndarray:
+    """3x3 matrix taking (row, col) of the *fixed* stored image, after un-mirroring, to (row, col)
+    of the *moving* stored image, after un-mirroring, through their shared breast frame.
+
+    ``fixed`` and ``moving`` are ground-truth records (with "transform", "mirrored", "cols") of
+    the same patient and view, e.g. the L and R CC of one study.  With both images un-mirrored
+    (``img[:, ::-1]`` where mirrored), ``scipy.ndimage.affine_transform(moving, m[:2, :2],
+    offset=m[:2, 2])`` resamples the moving image onto the fixed one: the true registration.
+    """
+    to_breast = image_to_breast_matrix(Transform.from_dict(fixed["transform"]))
+    to_moving = breast_to_image_matrix(Transform.from_dict(moving["transform"]))
+    return to_moving @ to_breast
