@@ -27,6 +27,8 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -34,6 +36,17 @@ import numpy as np
 
 CACHE_VERSION = 1
 CHUNK = 128
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def digest(value, length: int = 16) -> str:
@@ -75,7 +88,7 @@ class PairCache:
         if self.has(name):
             return final
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = self.root / f".tmp-{os.getpid()}-{_HOST}-{uuid.uuid4().hex[:8]}-{name}"
         try:
             group = zarr.open_group(str(tmp), mode="w")
             for field, data, dtype in (("pixels", pixels, "uint16"), ("masks", masks, "uint8")):
@@ -116,14 +129,30 @@ class PairCache:
         """The breast masks of one pair, bool (2, H, W): all that tiling needs."""
         return self.open(name)["masks"][:].astype(bool)
 
-    def clean_temporary(self) -> int:
-        """Remove temporary groups left by killed runs; returns how many."""
+    def clean_temporary(self, max_age: float = 3600.0) -> int:
+        """Remove temporary groups left by killed runs; returns how many.
+
+        A temporary group is stale when the process that wrote it (same host) is gone, or when
+        it is older than ``max_age`` seconds (other hosts); a live writer's group is left alone,
+        so concurrent builds may share one cache.
+        """
         if not self.root.is_dir():
             return 0
-        stale = [p for p in self.root.iterdir() if p.name.startswith(".tmp-")]
-        for p in stale:
-            shutil.rmtree(p, ignore_errors=True)
-        return len(stale)
+        removed = 0
+        now = time.time()
+        for p in self.root.iterdir():
+            if not p.name.startswith(".tmp-"):
+                continue
+            parts = p.name.split("-", 4)
+            try:
+                pid, host = int(parts[1]), parts[2]
+                age = now - p.stat().st_mtime
+            except (IndexError, ValueError, OSError):
+                continue
+            if (host == _HOST and not _alive(pid)) or age > max_age:
+                shutil.rmtree(p, ignore_errors=True)
+                removed += 1
+        return removed
 
 
 class TileReader:

@@ -36,13 +36,22 @@ from ingest.pairing import ExamPair, pair_exams
 DEFAULT_OUT_SHAPE = (1152, 896)
 
 
+def _register_default(name: str):
+    """register_pair's own default, so that the cache key follows a change of its defaults."""
+    import inspect
+
+    from ingest import register
+
+    return inspect.signature(register.register_pair).parameters[name].default
+
+
 @dataclass
 class RegistrationSettings:
-    transform: str = "rigid"
-    shrink: tuple = (8, 4, 2)
-    sampling: float = 0.05
-    iterations: int = 60
-    seed: int = 0
+    transform: str = field(default_factory=lambda: _register_default("transform"))
+    shrink: tuple = field(default_factory=lambda: tuple(_register_default("shrink")))
+    sampling: float = field(default_factory=lambda: _register_default("sampling"))
+    iterations: int = field(default_factory=lambda: _register_default("iterations"))
+    seed: int = field(default_factory=lambda: _register_default("seed"))
 
     def kwargs(self) -> dict:
         return {"transform": self.transform, "shrink": tuple(self.shrink), "sampling": self.sampling,
@@ -73,6 +82,12 @@ class BuildConfig:
     scheduler: str | None = None
     progress: bool = True
 
+    def thresholds(self) -> dict:
+        """The quality thresholds in force: register.py's defaults updated by ``quality``."""
+        from ingest import register
+
+        return dict(sorted({**register.DEFAULT_THRESHOLDS, **self.quality}.items()))
+
     @property
     def effective_stride(self) -> int:
         return int(self.stride or self.size)
@@ -88,9 +103,16 @@ class BuildConfig:
                 "format": self.fmt, "seed": int(self.seed), "shard_size": int(self.shard_size),
                 "max_background": float(self.max_background),
                 "max_border_xor": float(self.max_border_xor),
-                "quality": dict(sorted(self.quality.items())), **self.cache_params(),
-                "patients": self.patients if self.dataset == "synthetic" else None,
-                "image_size": list(self.image_size) if self.image_size else None}
+                "quality": self.thresholds(), **self.cache_params(),
+                **self._synthetic_params()}
+
+    def _synthetic_params(self) -> dict:
+        if self.dataset != "synthetic":
+            return {"patients": None, "image_size": None}
+        from ingest.adapters import synthetic
+
+        return {"patients": int(self.patients or synthetic.DEFAULT_PATIENTS),
+                "image_size": list(self.image_size or synthetic.DEFAULT_IMAGE_SIZE)}
 
 
 # ------------------------------------------------------------------ the register task
@@ -274,7 +296,7 @@ def _register_stage(config: BuildConfig, rep, c, cache: PairCache, pairs) -> lis
     for pair, res in zip(pairs, prepared):
         rep.pair_prepared(res)
         if res.get("status") in ("registered", "cached"):
-            ok, why = check_quality(res["quality"], config.quality)
+            ok, why = check_quality(res["quality"], config.thresholds())
             if ok:
                 accepted.append((pair, res))
                 rep.pair_used(pair, res)
