@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import affine_transform
 
-from . import anatomy, labels, lesions, positioning, tissue
+from . import anatomy, labels, lesions, positioning, tissue, vessels
 
 VIEWS = ("CC", "MLO")
 IMAGE_ORDER = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
@@ -183,6 +183,15 @@ def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> R
         _anatomy_strip(plan, shape, tf, low, var_low, zf[y0:y1], var_fine, y0,
                        val[y0:y1], mask[y0:y1], skin[y0:y1], None if pectoral is None else pectoral[y0:y1])
     del zf
+    # Vessels: fixed per breast and view (the same in priors), faded in the pectoral muscle.
+    paths = vessels.vessel_paths(rng_for(plan.seed, plan.index, 5, VIEWS.index(view), "LR".index(laterality)),
+                                 shape, sp)
+    lines = vessels.draw_vessels(paths, tf, (rows, cols))
+    if pectoral is not None:
+        lines *= 1.0 - pectoral
+    lines[~mask] = 0
+    val += lines
+    del lines
 
     found = []
     if plan.lesion is not None and plan.studies[study].has_lesion and laterality == plan.lesion_side:
