@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 CROP_ATTEMPTS = 10
@@ -103,11 +104,29 @@ def crop_boxes(batch: int, height: int, width: int, spec: AugmentSpec,
 
 
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Crop ``boxes`` out of ``[B, C, H, W]`` and resize each to ``size``: one ``roi_align``
-    call; it averages ``ceil(box/size)`` points per output pixel, so shrinking is antialiased,
-    and the whole patch at its own size is returned unchanged."""
+    """Crop ``boxes`` out of ``[B, C, H, W]`` and resize each to ``size``, linear filter that
+    averages when shrinking (the whole patch at its own size comes back unchanged).
+
+    On a GPU: one ``roi_align`` call for the whole batch (``ceil(box/size)`` samples per output
+    pixel). On the CPU, torch's antialiased bilinear ``interpolate`` kernel per sample is about
+    twice as fast as ``roi_align``'s generic one, so the CPU path takes it.
+    """
     if boxes.shape[0] == 0:
         return images.new_zeros((0, images.shape[1], size, size))
+    if images.device.type == "cpu":
+        return crop_interpolate(images, boxes, size)
+    return crop_roi_align(images, boxes, size)
+
+
+def crop_interpolate(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    out = images.new_empty((images.shape[0], images.shape[1], size, size))
+    for i, (x0, y0, x1, y1) in enumerate(boxes.to(torch.int64).tolist()):
+        out[i] = F.interpolate(images[i:i + 1, :, y0:y1, x0:x1], size=(size, size),
+                               mode="bilinear", antialias=True, align_corners=False)[0]
+    return out
+
+
+def crop_roi_align(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     rois = torch.cat([torch.arange(len(boxes), dtype=boxes.dtype).view(-1, 1), boxes], dim=1)
     return roi_align(images, rois.to(images.device, images.dtype), output_size=(size, size),
                      spatial_scale=1.0, sampling_ratio=-1, aligned=True)

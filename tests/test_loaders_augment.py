@@ -1,0 +1,75 @@
+"""The batched torch augmentation: crops, both resize paths, photometric range, determinism."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from loaders.augment import (AugmentSpec, augment_batch, batch_generator, crop_boxes,
+                             crop_interpolate, crop_roi_align, scale_to_unit)
+
+
+def test_crop_boxes_respect_bounds_scale_and_ratio():
+    spec = AugmentSpec(size=32, scale=(0.3, 0.9), ratio=(0.5, 2.0))
+    boxes = crop_boxes(2000, 64, 48, spec, torch.Generator().manual_seed(0))
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 48).all() and (boxes[:, 3] <= 64).all()
+    area = w * h / (64 * 48)
+    assert area.min() > 0.25 and area.max() < 0.95      # scale, up to rounding
+    ratio = w / h
+    assert ratio.min() > 0.45 and ratio.max() < 2.2
+    assert 0.4 < area.mean() < 0.8 and len(set(boxes[:, 0].tolist())) > 10
+
+
+def test_both_resize_paths_agree_and_keep_whole_patches():
+    x = torch.rand(6, 2, 40, 40)
+    boxes = torch.tensor([[0, 0, 40, 40]] * 3 + [[5, 3, 35, 39]] * 3, dtype=torch.float32)
+    a = crop_interpolate(x, boxes, 40)
+    b = crop_roi_align(x, boxes, 40)
+    assert torch.equal(a[:3], x[:3]) and torch.allclose(b[:3], x[:3], atol=1e-6)
+    assert (a[3:] - b[3:]).abs().mean() < 0.02          # two linear filters, same crop
+    small = crop_interpolate(x, boxes, 16), crop_roi_align(x, boxes, 16)
+    assert (small[0] - small[1]).abs().mean() < 0.05
+
+
+def test_scaling_uses_each_samples_bits():
+    pixels = torch.tensor([4095, 65535], dtype=torch.int32).to(torch.uint16).view(2, 1, 1, 1)
+    out = scale_to_unit(pixels, torch.tensor([12, 16]))
+    assert out.dtype == torch.float32 and out.flatten().tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("spec", [AugmentSpec(size=24), AugmentSpec(size=48, gamma=(0.5, 2.0),
+                                                                    contrast=(0.5, 1.8),
+                                                                    vflip=0.5)])
+def test_augment_range_shape_and_determinism(spec):
+    x = torch.rand(16, 2, 40, 40)
+    a = augment_batch(x.clone(), spec, batch_generator(1, 2, 0, 5))
+    b = augment_batch(x.clone(), spec, batch_generator(1, 2, 0, 5))
+    c = augment_batch(x.clone(), spec, batch_generator(1, 2, 0, 6))
+    assert a.shape == (16, 2, spec.size, spec.size) and a.dtype == torch.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_gamma_and_contrast_move_the_statistics():
+    x = torch.full((200, 1, 8, 8), 0.25) + 0.1 * torch.rand(200, 1, 8, 8)
+    spec = AugmentSpec(size=8, scale=(1, 1), ratio=(1, 1), gamma=(2.0, 2.0), contrast=(1, 1),
+                       hflip=0)
+    out = augment_batch(x.clone(), spec, batch_generator(0, 0, 0, 0))
+    assert torch.allclose(out, x ** 2, atol=1e-6)
+    spec = AugmentSpec(size=8, scale=(1, 1), ratio=(1, 1), gamma=(1, 1), contrast=(0.5, 0.5),
+                       hflip=0)
+    out = augment_batch(x.clone(), spec, batch_generator(0, 0, 0, 0))
+    assert math.isclose(out.std().item(), 0.5 * x.std(dim=(1, 2, 3)).mean().item() * 1.0,
+                        rel_tol=0.3)
+    assert torch.allclose(out.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=1e-5)
+
+
+def test_bad_specs_are_refused():
+    with pytest.raises(ValueError, match="scale"):
+        AugmentSpec(scale=(0.5, 1.5))
+    with pytest.raises(ValueError, match="gamma"):
+        AugmentSpec(gamma=(1.2, 0.8))
+    with pytest.raises(ValueError, match="hflip"):
+        AugmentSpec(hflip=2.0)
