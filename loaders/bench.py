@@ -191,7 +191,9 @@ def time_naive(items, *, mode, batch_size, seconds, workers, spec) -> float:
 # --- the whole benchmark ---------------------------------------------------------------------
 
 def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seconds=5.0,
-        workers=2, repeats=3, spec=None, cache_dir=None, log=print) -> dict:
+        workers=2, repeats=3, spec=None, cache_dir=None, compare=None, log=print) -> dict:
+    """The whole benchmark; ``compare``: another shard set (e.g. the same pixels as PNG) timed
+    with the same backends in the same rounds, reported as a ratio."""
     spec = spec or AugmentSpec()
     shard_set = open_shard_set(source)
     if not shard_set.is_local and cache_dir is None:
@@ -205,50 +207,74 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
               "seconds": seconds, "repeats": repeats, "cpu_count": os.cpu_count(),
               "cuda": torch.cuda.is_available(), "samples_in_set": shard_set.samples,
               "backends": {}}
-    device = "cuda" if torch.cuda.is_available() else None
-    for backend in backends:
-        runs = [time_backend(shard_set, mode=mode, backend=backend, batch_size=batch_size,
-                             seconds=seconds, workers=workers, spec=spec, cache_dir=cache_dir)
-                for _ in range(repeats)]
-        rate = _median([r["examples_per_s"] for r in runs])
-        result["backends"][backend] = {
-            "examples_per_s": rate,
-            "bytes_per_s": rate * per_example * bytes_per_sample,
-            "startup_s": _median([r["startup_s"] for r in runs]),
-            "runs": [r["examples_per_s"] for r in runs]}
-        log(f"{backend:6s} {rate:10.0f} {mode} examples/s  "
-            f"{rate * per_example * bytes_per_sample / 1e6:8.1f} MB/s  "
-            f"(start-up {result['backends'][backend]['startup_s']:.2f} s)")
-    # one image decoded per patch; an example holds 2 patches in pairs mode, 1 otherwise
-    patches = 2 if mode == "pairs" else 1
-    decode = _median([decode_bound(images, fmt, size, seconds) for _ in range(repeats)])
-    result["decode_bound_examples_per_s"] = decode / patches
-    log(f"decode {decode / patches:10.0f} {mode} examples/s  (one core, {fmt}, no augmentation)")
-    read = _median([read_bound(shard_set, min(seconds, 2.0)) for _ in range(repeats)])
-    result["read_bound_bytes_per_s"] = read
-    result["read_bound_examples_per_s"] = read / bytes_per_sample / per_example
-    log(f"read   {result['read_bound_examples_per_s']:10.0f} {mode} examples/s  "
-        f"{read / 1e6:8.1f} MB/s  (tar bytes only)")
+    # Repeats are interleaved (every measurement once per round) so that the load of a shared
+    # machine drifting during the run hits all of them alike; ratios are taken per round.
+    patches = 2 if mode == "pairs" else 1   # images decoded per example
     tmp = tempfile.mkdtemp(prefix="naive-pngs-")
+    rounds = []
     try:
         items = export_pngs(shard_set, tmp, mode)
-        naive = _median([time_naive(items, mode=mode, batch_size=batch_size, seconds=seconds,
-                                    workers=workers, spec=spec) for _ in range(repeats)])
+        for r in range(repeats):
+            row = {}
+            for backend in backends:
+                run_ = time_backend(shard_set, mode=mode, backend=backend,
+                                    batch_size=batch_size, seconds=seconds, workers=workers,
+                                    spec=spec, cache_dir=cache_dir)
+                row[backend] = run_["examples_per_s"]
+                row[backend + "_startup_s"] = run_["startup_s"]
+                if compare is not None:
+                    row[backend + "_compare"] = time_backend(
+                        compare, mode=mode, backend=backend, batch_size=batch_size,
+                        seconds=seconds, workers=workers, spec=spec,
+                        cache_dir=cache_dir)["examples_per_s"]
+            row["decode"] = decode_bound(images, fmt, size, seconds) / patches
+            row["read_bytes"] = read_bound(shard_set, min(seconds, 2.0))
+            row["read"] = row["read_bytes"] / bytes_per_sample / per_example
+            row["naive"] = time_naive(items, mode=mode, batch_size=batch_size, seconds=seconds,
+                                      workers=workers, spec=spec)
+            rounds.append(row)
+            log(f"round {r + 1}/{repeats}: " + ", ".join(
+                f"{k} {v:.0f}" for k, v in row.items() if not k.endswith(("_s", "_bytes"))))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result["naive_examples_per_s"] = naive
-    log(f"naive  {naive:10.0f} {mode} examples/s  (PNG files, PIL + transforms v2 per sample)")
-    best = max(result["backends"], key=lambda b: result["backends"][b]["examples_per_s"],
-               default=None)
-    if best:
-        rate = result["backends"][best]["examples_per_s"]
-        result["best_backend"] = best
-        result["ratios"] = {"vs_decode_bound": rate / result["decode_bound_examples_per_s"],
-                            "vs_naive": rate / naive if naive else None,
-                            "vs_read_bound": rate / result["read_bound_examples_per_s"]}
-        r = result["ratios"]
-        log(f"best: {best}: {r['vs_decode_bound']:.2f}x the decode-only bound, "
-            f"{r['vs_naive']:.2f}x the naive baseline, {r['vs_read_bound']:.3f}x the read bound")
+    med = {k: _median([row[k] for row in rounds]) for k in rounds[0]}
+    for backend in backends:
+        rate = med[backend]
+        result["backends"][backend] = {
+            "examples_per_s": rate, "bytes_per_s": rate * per_example * bytes_per_sample,
+            "startup_s": med[backend + "_startup_s"], "runs": [row[backend] for row in rounds]}
+        log(f"{backend:6s} {rate:10.0f} {mode} examples/s  "
+            f"{rate * per_example * bytes_per_sample / 1e6:8.1f} MB/s  "
+            f"(start-up {med[backend + '_startup_s']:.2f} s)")
+    result["decode_bound_examples_per_s"] = med["decode"]
+    result["read_bound_bytes_per_s"] = med["read_bytes"]
+    result["read_bound_examples_per_s"] = med["read"]
+    result["naive_examples_per_s"] = med["naive"]
+    result["rounds"] = rounds
+    log(f"decode {med['decode']:10.0f} {mode} examples/s  (one core, {fmt}, no augmentation)")
+    log(f"read   {med['read']:10.0f} {mode} examples/s  {med['read_bytes'] / 1e6:8.1f} MB/s  "
+        f"(tar bytes only)")
+    log(f"naive  {med['naive']:10.0f} {mode} examples/s  (PNG files, PIL + transforms v2 per "
+        "sample)")
+    best = max(backends, key=lambda b: med[b])
+    result["best_backend"] = best
+    result["ratios"] = {
+        "vs_decode_bound": _median([row[best] / row["decode"] for row in rounds]),
+        "vs_naive": _median([row[best] / row["naive"] for row in rounds]),
+        "vs_read_bound": _median([row[best] / row["read"] for row in rounds])}
+    if compare is not None:
+        result["compare"] = {"source": str(compare), "backends": {}}
+        for backend in backends:
+            other = med[backend + "_compare"]
+            ratio = _median([row[backend] / row[backend + "_compare"] for row in rounds])
+            result["compare"]["backends"][backend] = {"examples_per_s": other,
+                                                      "ratio": ratio}
+            log(f"{backend:6s} {other:10.0f} {mode} examples/s on {compare}: this set is "
+                f"{ratio:.2f}x that")
+    r = result["ratios"]
+    log(f"best: {best}: {r['vs_decode_bound']:.2f}x the decode-only bound, "
+        f"{r['vs_naive']:.2f}x the naive baseline, {r['vs_read_bound']:.3f}x the read bound "
+        "(medians of per-round ratios)")
     return result
 
 

@@ -18,8 +18,9 @@ def _bench(args) -> int:
                                   per_shard=args.per_shard)
         if not args.shards:
             return 0
-        if args.shards in roots:   # "--shards png" / "--shards raw": the set just written
-            args.shards = roots[args.shards]
+        # "--shards raw --compare-shards png": the sets just written
+        args.shards = roots.get(args.shards, args.shards)
+        args.compare_shards = roots.get(args.compare_shards, args.compare_shards)
     if not args.shards:
         raise UsageError("--shards is required (or --make-shards DIR to only write shard sets)")
     backends = ("torch", "dali") if args.backend == "both" else (args.backend,)
@@ -28,7 +29,7 @@ def _bench(args) -> int:
         result = bench.run(args.shards, mode=args.mode, backends=backends,
                            batch_size=args.batch_size, seconds=args.seconds,
                            workers=args.workers, repeats=args.repeats, spec=spec,
-                           cache_dir=args.cache_dir)
+                           cache_dir=args.cache_dir, compare=args.compare_shards)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
@@ -52,6 +53,9 @@ def build_parser() -> Parser:
     b.add_argument("--workers", type=int, default=2, help="DataLoader workers / DALI threads")
     b.add_argument("--out-size", type=cmdline.positive_int, default=None,
                    help="augmented output side (default: the patch size)")
+    b.add_argument("--compare-shards", default=None, metavar="ROOT_OR_URL",
+                   help="another shard set (e.g. the same pixels as PNG) timed in the same "
+                        "rounds; prints the throughput ratio")
     b.add_argument("--cache-dir", default=None, help="local cache for remote shards")
     b.add_argument("--json", default=None, help="write the figures to this JSON file")
     b.add_argument("--make-shards", metavar="DIR", default=None,

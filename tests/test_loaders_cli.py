@@ -12,6 +12,7 @@ def test_bench_writes_figures_and_ratios(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = cli.main(["bench", "--make-shards", str(tmp_path / "sets"), "--pairs", "24",
                      "--size", "16", "--per-shard", "10", "--shards", "raw", "--backend", "both",
+                     "--compare-shards", "png",
                      "--batch-size", "8", "--seconds", "0.2", "--repeats", "1", "--workers", "1",
                      "--json", str(out)])
     assert code == 0
@@ -21,6 +22,8 @@ def test_bench_writes_figures_and_ratios(tmp_path, capsys):
         assert result["backends"][backend]["examples_per_s"] > 0
     assert result["naive_examples_per_s"] > 0 and result["decode_bound_examples_per_s"] > 0
     assert set(result["ratios"]) == {"vs_decode_bound", "vs_naive", "vs_read_bound"}
+    assert result["compare"]["source"].endswith("png")
+    assert result["compare"]["backends"]["dali"]["ratio"] > 0
     printed = capsys.readouterr().out
     assert "naive" in printed and "decode" in printed and "best:" in printed
 
