@@ -25,7 +25,8 @@ def _bench(args) -> int:
         raise UsageError("--shards is required (or --make-shards DIR to only write shard sets)")
     backends = ("torch", "dali") if args.backend == "both" else (args.backend,)
     try:
-        spec = AugmentSpec(size=args.out_size or args.size)
+        size = args.out_size or args.size
+        spec = AugmentSpec.identity(size) if args.no_augment else AugmentSpec(size=size)
         result = bench.run(args.shards, mode=args.mode, backends=backends,
                            batch_size=args.batch_size, seconds=args.seconds,
                            workers=args.workers, repeats=args.repeats, spec=spec,
@@ -56,6 +57,8 @@ def build_parser() -> Parser:
     b.add_argument("--compare-shards", default=None, metavar="ROOT_OR_URL",
                    help="another shard set (e.g. the same pixels as PNG) timed in the same "
                         "rounds; prints the throughput ratio")
+    b.add_argument("--no-augment", action="store_true",
+                   help="only decode and scale (AugmentSpec.identity): the format's own cost")
     b.add_argument("--cache-dir", default=None, help="local cache for remote shards")
     b.add_argument("--json", default=None, help="write the figures to this JSON file")
     b.add_argument("--make-shards", metavar="DIR", default=None,
