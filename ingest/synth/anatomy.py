@@ -11,6 +11,22 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 
+MLO_UPPER_L1 = 0.4     # share of the L1 norm in the MLO's upper contour
+
+
+def _upper_contour_x(y: float) -> float:
+    """x in [0, 1] where the MLO upper contour crosses height y (normalised units)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        x = 0.5 * (lo + hi)
+        r = np.hypot(x, y)
+        if r + MLO_UPPER_L1 * (x + y - r) > 1.0:
+            hi = x
+        else:
+            lo = x
+    return lo
+
+
 @dataclass(frozen=True)
 class BreastShape:
     view: str                 # "CC" or "MLO"
@@ -54,8 +70,7 @@ def sample_shape(rng: np.random.Generator, view: str, shape: tuple[int, int], si
     tilt = float(rng.uniform(6, 14))
     offset = 0.12 * depth
     # Width of the breast along the top edge: the pectoral muscle must fit inside it.
-    top = max(0.05, 1.0 - (center / b_up) ** 1.45) ** (1 / 1.45)
-    top_width = depth * top - offset
+    top_width = depth * _upper_contour_x(min(center / b_up, 0.95)) - offset
     pec_w = min(cols * rng.uniform(0.18, 0.32), 0.75 * max(top_width, 0.1 * cols))
     pec_h = rows * rng.uniform(0.45, 0.70)
     return BreastShape("MLO", depth, center, b_up, b_down, offset, tilt,
@@ -91,13 +106,12 @@ def breast_geometry(rows_b: np.ndarray, cols_b: np.ndarray, shape: BreastShape,
                      f32(1.0 / (shape.half_height_down * k_b)))
     x = along * f32(1.0 / a)
     y = across * inv_b
+    rho = np.sqrt(x * x + y * y)
     if shape.view == "MLO":
-        # The upper contour of an MLO runs almost straight from the axilla to the nipple.
-        ax, ay = np.abs(x), np.abs(y)
-        p = np.where(across < 0, f32(1.45), f32(2.0))
-        rho = (ax ** p + ay ** p) ** (f32(1.0) / p)
-    else:
-        rho = np.sqrt(x * x + y * y)
+        # The upper contour of an MLO runs almost straight from the axilla to the nipple: there
+        # the radius blends the L1 and L2 norms (a rounded diamond).
+        upper = across < 0
+        rho[upper] += f32(MLO_UPPER_L1) * (np.abs(x[upper]) + np.abs(y[upper]) - rho[upper])
     if wobble is not None:
         rho *= f32(1.0) + wobble
     r = np.sqrt(along * along + across * across)

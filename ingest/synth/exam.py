@@ -9,6 +9,7 @@ in any process, in any order, with the same result.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import affine_transform
@@ -122,6 +123,25 @@ def _window(values: np.ndarray, bits: int) -> tuple[float, float]:
 STRIP_ROWS = 256   # pixel work is done in strips: small temporaries stay in cache and heap
 
 
+LOW_STEP = 4       # the shared low-frequency field is resampled on a grid this much coarser
+
+
+@lru_cache(maxsize=8)
+def _lerp_table(step: int, size: int):
+    idx = np.arange(size)
+    frac = ((idx % step) / step).astype(np.float32)
+    return idx // step, frac
+
+
+def _upsample_linear(small: np.ndarray, step: int, rows: int, cols: int) -> np.ndarray:
+    """Bilinear interpolation of a grid sampled every ``step`` pixels (first sample at 0)."""
+    j0, fx = _lerp_table(step, cols)
+    t = small[:, j0] * (np.float32(1.0) - fx) + small[:, j0 + 1] * fx
+    i0, fy = _lerp_table(step, rows)
+    fy = fy[:, None]
+    return t[i0] * (np.float32(1.0) - fy) + t[i0 + 1] * fy
+
+
 def _anatomy_strip(plan, shape, tf, low, var_low, zf, var_fine, y0, val, mask, skin, pectoral) -> None:
     """Tissue, outline, skin, nipple and pectoral for image rows y0.. (outputs written in place)."""
     f32 = np.float32
@@ -136,8 +156,12 @@ def _anatomy_strip(plan, shape, tf, low, var_low, zf, var_fine, y0, val, mask, s
     cell = tissue.LOW_GRID_EXTENT * rows / low.shape[0]
     origin = -(tissue.LOW_GRID_EXTENT - 1.0) / 2.0 * rows
     a = m[:2, :2] / cell
-    zl = affine_transform(low, a, offset=(m[:2, 2] - origin) / cell + a[:, 0] * y0,
-                          output_shape=(n, cols), order=1, mode="nearest")
+    # The low field is smooth: resample it on every LOW_STEP-th pixel, then interpolate.
+    step = LOW_STEP
+    small = affine_transform(low, a * step, offset=(m[:2, 2] - origin) / cell + a[:, 0] * y0,
+                             output_shape=((n - 1) // step + 2, (cols - 1) // step + 2),
+                             order=1, mode="nearest")
+    zl = _upsample_linear(small, step, n, cols)
     geo = anatomy.breast_geometry(rows_b, cols_b, shape, tf.compression,
                                   wobble=zl * f32(0.012 / np.sqrt(var_low)))
     norm = f32(1.0 / np.sqrt(var_low + var_fine))
