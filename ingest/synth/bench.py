@@ -3,8 +3,9 @@
     python -m ingest.synth.bench [--patients 2] [--small-patients 8] [--repeats 3]
                                  [--sizes default 1152x896]
 
-Each figure is the median of ``repeats`` runs of ``generate`` (one study per patient, files
-written and fsynced); the baseline is 1 worker measured in the same process.  A render-only
+Each figure is the median of ``repeats`` rounds, each round measuring render-only, ``generate``
+with 1 worker (the baseline) and with 2 workers (one study per patient, files written and
+fsynced) in the same process; the ratio is the median of the per-round ratios.  A render-only
 figure (no files) shows what writing costs.
 """
 from __future__ import annotations
@@ -36,14 +37,11 @@ def _render_only(patients: int, size) -> float:
     return n / (time.perf_counter() - start)
 
 
-def _run(patients: int, size, workers: int, repeats: int) -> float:
-    rates = []
-    for r in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="synth-bench-") as tmp:
-            s = generate("vindr", patients, tmp, seed=r, image_size=size, workers=workers,
-                         studies_per_patient=(1, 1), progress=False)
-            rates.append(s["images"] / s["seconds"])
-    return statistics.median(rates)
+def _generate_rate(patients: int, size, workers: int, seed: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="synth-bench-") as tmp:
+        s = generate("vindr", patients, tmp, seed=seed, image_size=size, workers=workers,
+                     studies_per_patient=(1, 1), progress=False)
+    return s["images"] / s["seconds"]
 
 
 def main(argv=None) -> int:
@@ -57,11 +55,18 @@ def main(argv=None) -> int:
         size = _size(text)
         n = args.patients if size is None else args.small_patients
         label = "default (3328x2560 / 2294x1914)" if size is None else f"{size[0]}x{size[1]}"
-        ro = statistics.median(_render_only(n, size) for _ in range(args.repeats))
-        one = _run(n, size, 1, args.repeats)
-        two = _run(n, size, 2, args.repeats)
-        print(f"{label}, {n} patients x 4 images: render only {ro:.2f} img/s | generate 1 worker {one:.2f} img/s | "
-              f"2 workers {two:.2f} img/s | ratio 2/1 = {two / one:.2f}", flush=True)
+        # Rounds interleave the three measurements, so that a change of the machine's load hits
+        # them alike; the ratio is the median of the per-round ratios.
+        ro, one, two = [], [], []
+        for r in range(args.repeats):
+            ro.append(_render_only(n, size))
+            one.append(_generate_rate(n, size, 1, r))
+            two.append(_generate_rate(n, size, 2, r))
+        ratio = statistics.median(b / a for a, b in zip(one, two))
+        med = statistics.median
+        print(f"{label}, {n} patients x 4 images: render only {med(ro):.2f} img/s | generate "
+              f"1 worker {med(one):.2f} img/s | 2 workers {med(two):.2f} img/s | ratio 2/1 = "
+              f"{ratio:.2f}", flush=True)
     return 0
 
 
