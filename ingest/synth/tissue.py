@@ -142,12 +142,14 @@ def glandular_fraction(z: np.ndarray, density: str, envelope: np.ndarray,
 
 
 def power_spectrum_slope(image: np.ndarray, mask: np.ndarray | None = None,
-                         band: tuple[float, float] = (1 / 96, 1 / 12)) -> float:
+                         band: tuple[float, float] = (1 / 64, 1 / 8)) -> float:
     """Slope beta of the radially averaged power spectrum P(f) ~ f^-beta of ``image``.
 
     The image is cropped to the bounding box of ``mask`` (when given), pixels outside the mask
     set to the mean inside, a Hann window applied, and log P fitted against log f over ``band``
-    (cycles per pixel).  Returns beta (positive for a decaying spectrum).
+    (cycles per pixel).  Returns beta (positive for a decaying spectrum).  The default band
+    suits a 512-pixel crop of a rendered mammogram: below it the density shaping (glandular
+    tissue saturates) flattens the spectrum, above it the detector noise does.
     """
     img = np.asarray(image, dtype=np.float64)
     if mask is not None:
