@@ -34,9 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CHUNK = 128
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _compressors():
+    """Blosc LZ4 with byte shuffle: measured ~40% faster to write than zarr's default zstd on
+    a 1152x896 pair, and a little faster to read, for ~5% more bytes."""
+    from zarr.codecs import BloscCodec
+
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
 
 
 def _alive(pid: int) -> bool:
@@ -96,7 +104,8 @@ class PairCache:
                 _, h, w = data.shape
                 shard = (2, -(-h // CHUNK) * CHUNK, -(-w // CHUNK) * CHUNK)
                 arr = group.create_array(field, shape=data.shape, dtype=dtype,
-                                         chunks=(2, CHUNK, CHUNK), shards=shard)
+                                         chunks=(2, CHUNK, CHUNK), shards=shard,
+                                         compressors=_compressors())
                 arr[:] = data
             group.attrs.update(json.loads(json.dumps(attrs)))
             try:
