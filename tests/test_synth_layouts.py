@@ -172,3 +172,23 @@ def test_optimam_files(optimam, renders):
                         assert (mark["SuspiciousCalcifications"] == 1) == (les["type"] == "calcification")
                         assert mark["Conspicuity"] in ("Subtle", "Obvious")
     assert seen == len(gt["images"])
+
+
+def test_header_variety_and_burned_labels():
+    from ingest.synth import plan_patient, render_image
+
+    plans = [plan_patient(SEED, i, image_size=SIZE, studies_per_patient=(1, 2)) for i in range(40)]
+    studies = [s for p in plans for s in p.studies]
+    assert {s.photometric for s in studies} == {"MONOCHROME1", "MONOCHROME2"}
+    assert {s.voi_function for s in studies} == {"LINEAR", "SIGMOID"}
+    assert {s.burned_label for s in studies} == {True, False}
+    assert {p.bits_stored for p in plans} == {12, 14}
+    assert {p.device[1] for p in plans} >= {"MAMMOMAT Inspiration", "Planmed Nuance"}
+    assert 0.15 < sum(p.lesion is not None for p in plans) / len(plans) < 0.5   # default 0.3
+    plan, k = next((p, k) for p in plans for k, s in enumerate(p.studies) if s.burned_label)
+    img = render_image(plan, k, "L", "CC")
+    outside = img.pixels[~img.mask]
+    assert (outside != img.record["padding_value"]).any()          # the label's pixels
+    assert (outside == img.record["padding_value"]).mean() > 0.97
+    cols = np.nonzero((img.pixels != img.record["padding_value"]) & ~img.mask)[1]
+    assert cols.min() > SIZE[1] // 2                                # away from the chest wall
