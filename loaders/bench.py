@@ -37,27 +37,58 @@ def _samples_per_example(mode: str) -> float:
     return 0.5 if mode == "ssl" else 1.0
 
 
-def time_backend(source, *, mode, backend, batch_size, seconds, workers, spec, cache_dir=None,
-                 seed=0) -> dict:
-    """One timed run: examples/s after the first batch, and the start-up time."""
-    loader = make_loader(source, mode=mode, backend=backend, batch_size=batch_size,
-                         augment=spec, workers=workers, seed=seed, cache_dir=cache_dir)
-    t0 = time.perf_counter()
-    examples, first, start = 0, None, None
-    while True:
-        for batch in loader:
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (DataLoader workers, once joined)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _timed(batches, seconds: float, count) -> dict:
+    """Drain ``batches`` for ``seconds`` after the first batch; wall rate and CPU per example.
+
+    CPU is counted from before start-up to after the workers are joined, over all examples
+    (first batch included): on a shared machine it is steadier than the wall clock, and on an
+    idle one with enough cores the throughput follows ``1 / cpu_per_example``.
+    """
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    iterator = iter(batches)
+    examples = total = 0
+    first = start = None
+    try:
+        for batch in iterator:
             now = time.perf_counter()
+            n = count(batch)
+            total += n
             if first is None:
                 first, start = now - t0, now
                 continue
-            examples += len(batch["key"])
+            examples += n
             if now - start >= seconds:
                 break
-        else:
-            continue
-        break
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()          # a generator: its DataLoader / DALI pipeline shuts down here
+        del iterator
+        import gc
+
+        gc.collect()
     elapsed = time.perf_counter() - start
-    return {"examples_per_s": examples / elapsed, "startup_s": first}
+    return {"examples_per_s": examples / elapsed, "startup_s": first,
+            "cpu_ms_per_example": 1000.0 * (cpu_seconds() - cpu0) / max(1, total)}
+
+
+def _endless(loader):
+    while True:
+        yield from loader
+
+
+def time_backend(source, *, mode, backend, batch_size, seconds, workers, spec, cache_dir=None,
+                 seed=0) -> dict:
+    """One timed run of ``make_loader``: examples/s after the first batch, start-up, CPU."""
+    loader = make_loader(source, mode=mode, backend=backend, batch_size=batch_size,
+                         augment=spec, workers=workers, seed=seed, cache_dir=cache_dir)
+    return _timed(_endless(loader), seconds, lambda b: len(b["key"]))
 
 
 def tar_bytes(shard_set) -> int:
@@ -85,9 +116,9 @@ def collect_images(shard_set, limit: int) -> tuple[list[bytes], str, int, int]:
     return images, fmt, size, bits
 
 
-def decode_bound(images: list[bytes], fmt: str, size: int, seconds: float) -> float:
-    """Images decoded per second, one core, tight loop."""
-    n, start = 0, time.perf_counter()
+def decode_bound(images: list[bytes], fmt: str, size: int, seconds: float) -> dict:
+    """Images decoded per second, one core, tight loop; and CPU ms per image."""
+    n, start, cpu0 = 0, time.perf_counter(), cpu_seconds()
     while time.perf_counter() - start < seconds:
         for data in images:
             if fmt == "png":
@@ -95,7 +126,8 @@ def decode_bound(images: list[bytes], fmt: str, size: int, seconds: float) -> fl
             else:
                 schema.decode_raw16(data, (size, size))
         n += len(images)
-    return n / (time.perf_counter() - start)
+    return {"per_s": n / (time.perf_counter() - start),
+            "cpu_ms": 1000.0 * (cpu_seconds() - cpu0) / n}
 
 
 def read_bound(shard_set, seconds: float) -> float:
@@ -172,20 +204,16 @@ class NaiveDataset(torch.utils.data.Dataset):
         return [self._transform(x) for _ in range(self.views)], label
 
 
-def time_naive(items, *, mode, batch_size, seconds, workers, spec) -> float:
+def time_naive(items, *, mode, batch_size, seconds, workers, spec) -> dict:
     dataset = NaiveDataset(items, spec, views=2 if mode == "ssl" else 1)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
                                          num_workers=workers, drop_last=True)
-    examples, start = 0, None
-    while True:
-        for views, _ in loader:
-            now = time.perf_counter()
-            if start is None:
-                start = now
-                continue
-            examples += views[0].shape[0]
-            if now - start >= seconds:
-                return examples / (now - start)
+
+    def batches():
+        while True:
+            yield from loader
+
+    return _timed(batches(), seconds, lambda b: b[0][0].shape[0])
 
 
 # --- the whole benchmark ---------------------------------------------------------------------
@@ -222,19 +250,25 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
                                     spec=spec, cache_dir=cache_dir)
                 row[backend] = run_["examples_per_s"]
                 row[backend + "_startup_s"] = run_["startup_s"]
+                row[backend + "_cpu_ms"] = run_["cpu_ms_per_example"]
                 if compare is not None:
-                    row[backend + "_compare"] = time_backend(
-                        compare, mode=mode, backend=backend, batch_size=batch_size,
-                        seconds=seconds, workers=workers, spec=spec,
-                        cache_dir=cache_dir)["examples_per_s"]
-            row["decode"] = decode_bound(images, fmt, size, seconds) / patches
+                    other = time_backend(compare, mode=mode, backend=backend,
+                                         batch_size=batch_size, seconds=seconds,
+                                         workers=workers, spec=spec, cache_dir=cache_dir)
+                    row[backend + "_compare"] = other["examples_per_s"]
+                    row[backend + "_compare_cpu_ms"] = other["cpu_ms_per_example"]
+            dec = decode_bound(images, fmt, size, seconds)
+            row["decode"] = dec["per_s"] / patches
+            row["decode_cpu_ms"] = dec["cpu_ms"] * patches
             row["read_bytes"] = read_bound(shard_set, min(seconds, 2.0))
             row["read"] = row["read_bytes"] / bytes_per_sample / per_example
-            row["naive"] = time_naive(items, mode=mode, batch_size=batch_size, seconds=seconds,
-                                      workers=workers, spec=spec)
+            naive = time_naive(items, mode=mode, batch_size=batch_size, seconds=seconds,
+                               workers=workers, spec=spec)
+            row["naive"] = naive["examples_per_s"]
+            row["naive_cpu_ms"] = naive["cpu_ms_per_example"]
             rounds.append(row)
             log(f"round {r + 1}/{repeats}: " + ", ".join(
-                f"{k} {v:.0f}" for k, v in row.items() if not k.endswith(("_s", "_bytes"))))
+                f"{k} {v:.0f}" for k, v in row.items() if not k.endswith(("_s", "_bytes", "_ms"))))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     med = {k: _median([row[k] for row in rounds]) for k in rounds[0]}
@@ -242,39 +276,53 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
         rate = med[backend]
         result["backends"][backend] = {
             "examples_per_s": rate, "bytes_per_s": rate * per_example * bytes_per_sample,
-            "startup_s": med[backend + "_startup_s"], "runs": [row[backend] for row in rounds]}
+            "startup_s": med[backend + "_startup_s"], "runs": [row[backend] for row in rounds],
+            "cpu_ms_per_example": med[backend + "_cpu_ms"]}
         log(f"{backend:6s} {rate:10.0f} {mode} examples/s  "
             f"{rate * per_example * bytes_per_sample / 1e6:8.1f} MB/s  "
+            f"{med[backend + '_cpu_ms']:6.3f} CPU ms/example  "
             f"(start-up {med[backend + '_startup_s']:.2f} s)")
     result["decode_bound_examples_per_s"] = med["decode"]
     result["read_bound_bytes_per_s"] = med["read_bytes"]
     result["read_bound_examples_per_s"] = med["read"]
     result["naive_examples_per_s"] = med["naive"]
+    result["decode_bound_cpu_ms_per_example"] = med["decode_cpu_ms"]
+    result["naive_cpu_ms_per_example"] = med["naive_cpu_ms"]
     result["rounds"] = rounds
-    log(f"decode {med['decode']:10.0f} {mode} examples/s  (one core, {fmt}, no augmentation)")
+    log(f"decode {med['decode']:10.0f} {mode} examples/s  {'':11s}"
+        f"{med['decode_cpu_ms']:6.3f} CPU ms/example  (one core, {fmt}, no augmentation)")
     log(f"read   {med['read']:10.0f} {mode} examples/s  {med['read_bytes'] / 1e6:8.1f} MB/s  "
         f"(tar bytes only)")
-    log(f"naive  {med['naive']:10.0f} {mode} examples/s  (PNG files, PIL + transforms v2 per "
-        "sample)")
+    log(f"naive  {med['naive']:10.0f} {mode} examples/s  {'':11s}"
+        f"{med['naive_cpu_ms']:6.3f} CPU ms/example  (PNG files, PIL + transforms v2 per sample)")
     best = max(backends, key=lambda b: med[b])
     result["best_backend"] = best
     result["ratios"] = {
         "vs_decode_bound": _median([row[best] / row["decode"] for row in rounds]),
         "vs_naive": _median([row[best] / row["naive"] for row in rounds]),
-        "vs_read_bound": _median([row[best] / row["read"] for row in rounds])}
+        "vs_read_bound": _median([row[best] / row["read"] for row in rounds]),
+        # CPU efficiency: what the ratios become when every measurement gets the same CPU
+        "cpu_vs_decode_bound": _median([row["decode_cpu_ms"] / row[best + "_cpu_ms"]
+                                        for row in rounds]),
+        "cpu_vs_naive": _median([row["naive_cpu_ms"] / row[best + "_cpu_ms"] for row in rounds])}
     if compare is not None:
         result["compare"] = {"source": str(compare), "backends": {}}
         for backend in backends:
             other = med[backend + "_compare"]
             ratio = _median([row[backend] / row[backend + "_compare"] for row in rounds])
-            result["compare"]["backends"][backend] = {"examples_per_s": other,
-                                                      "ratio": ratio}
+            cpu_ratio = _median([row[backend + "_compare_cpu_ms"] / row[backend + "_cpu_ms"]
+                                 for row in rounds])
+            result["compare"]["backends"][backend] = {
+                "examples_per_s": other, "ratio": ratio, "cpu_ratio": cpu_ratio,
+                "cpu_ms_per_example": med[backend + "_compare_cpu_ms"]}
             log(f"{backend:6s} {other:10.0f} {mode} examples/s on {compare}: this set is "
-                f"{ratio:.2f}x that")
+                f"{ratio:.2f}x that ({cpu_ratio:.2f}x by CPU per example)")
     r = result["ratios"]
     log(f"best: {best}: {r['vs_decode_bound']:.2f}x the decode-only bound, "
         f"{r['vs_naive']:.2f}x the naive baseline, {r['vs_read_bound']:.3f}x the read bound "
         "(medians of per-round ratios)")
+    log(f"by CPU per example: {r['cpu_vs_decode_bound']:.2f}x the decode-only bound, "
+        f"{r['cpu_vs_naive']:.2f}x the naive baseline")
     return result
 
 

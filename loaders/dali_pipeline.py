@@ -42,7 +42,7 @@ def image_exts(mode: str, fmt: str) -> list[str]:
     return [ext] if mode == "labelled" else [f"left.{ext}", f"right.{ext}"]
 
 
-def augment_dali(x, spec: AugmentSpec, top: float, size_in: int):
+def augment_dali(x, spec: AugmentSpec, top: float, size_in: int, on_gpu: bool = False):
     """The augmentation on an HWC uint16 DataNode -> CHW float32 in [0, 1]."""
     from nvidia.dali import fn, types
     import nvidia.dali.math as dmath
@@ -59,6 +59,9 @@ def augment_dali(x, spec: AugmentSpec, top: float, size_in: int):
     if spec.gamma != (1.0, 1.0) or spec.contrast != (1.0, 1.0):
         g = _log_uniform(*spec.gamma)
         c = _uniform(*spec.contrast)
+        if on_gpu:   # arithmetic operands live on the data's device (constants excepted)
+            g = g.gpu() if hasattr(g, "gpu") else g
+            c = c.gpu() if hasattr(c, "gpu") else c
         m = fn.reductions.mean(x, dtype=types.FLOAT)
         x = dmath.pow(dmath.clamp(((x - m) * c + m) / np.float32(top), 0.0, 1.0), g)
     else:
@@ -117,12 +120,15 @@ def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top
         # "<tar>:<offset>:<key>.<ext>": the sample's key, which DALI does not return otherwise
         source = fn.pad(fn.get_property(encoded[0], key="source_info"), fill_value=0, axes=(0,))
         if mode == "pairs":
-            x = augment_dali(fn.cat(images[0], images[1], axis=2), spec, top, size_in)
+            x = augment_dali(fn.cat(images[0], images[1], axis=2), spec, top, size_in,
+                             device_id is not None)
             return x, meta, source
         if mode == "ssl":
-            views = [augment_dali(img, spec, top, size_in) for img in images for _ in range(2)]
+            views = [augment_dali(img, spec, top, size_in, device_id is not None)
+                     for img in images for _ in range(2)]
             return (*views, meta, source)
-        return augment_dali(images[0], spec, top, size_in), meta, source
+        return (augment_dali(images[0], spec, top, size_in, device_id is not None), meta,
+                source)
 
     return pipe()
 

@@ -21,7 +21,9 @@ def test_bench_writes_figures_and_ratios(tmp_path, capsys):
     for backend in ("torch", "dali"):
         assert result["backends"][backend]["examples_per_s"] > 0
     assert result["naive_examples_per_s"] > 0 and result["decode_bound_examples_per_s"] > 0
-    assert set(result["ratios"]) == {"vs_decode_bound", "vs_naive", "vs_read_bound"}
+    assert {"vs_decode_bound", "vs_naive", "vs_read_bound", "cpu_vs_decode_bound",
+            "cpu_vs_naive"} == set(result["ratios"])
+    assert result["backends"]["dali"]["cpu_ms_per_example"] > 0
     assert result["compare"]["source"].endswith("png")
     assert result["compare"]["backends"]["dali"]["ratio"] > 0
     printed = capsys.readouterr().out
