@@ -267,7 +267,9 @@ def run_stage(client, name: str, func, items, *, progress: bool = True, **kwargs
 
     if not items:
         return []
-    futures = [client.submit(func, item, pure=False, **kwargs) for item in items]
+    # retries: a task lost with its worker (killed, out of memory) runs again elsewhere; tasks
+    # are idempotent (cache entries and shards are written atomically under fixed names).
+    futures = [client.submit(func, item, pure=False, retries=2, **kwargs) for item in items]
     position = {f.key: i for i, f in enumerate(futures)}
     results: list = [None] * len(futures)
     with tqdm(total=len(futures), desc=name, unit="task", disable=not progress, file=sys.stderr,

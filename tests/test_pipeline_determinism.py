@@ -57,7 +57,8 @@ def reference(dataset, client, tmp_path_factory):
 def test_one_and_two_workers_give_identical_shards(dataset, reference, tmp_path):
     ref_dir, ref_report = reference
     report = build_shards(config(dataset, tmp_path / "out", tmp_path / "cache", workers=2))
-    assert report["pairs"]["registered"] == ref_report["pairs"]["registered"] > 0
+    assert report["pairs"] == ref_report["pairs"], (report["rejected"], ref_report["rejected"])
+    assert report["pairs"]["registered"] > 0
     assert report["samples"]["total"] == ref_report["samples"]["total"] > 16   # several shards
     assert shard_hashes(tmp_path / "out") == shard_hashes(ref_dir / "out")
     assert content_digest(read_manifest(str(tmp_path / "out"))) == \
@@ -81,7 +82,7 @@ def test_sizes_share_one_registration(dataset, reference, client):
     report = build_shards(config(dataset, ref_dir / "out96", ref_dir / "cache", size=96),
                           client=client)
     assert report["pairs"]["registered"] == 0
-    assert report["pairs"]["from_cache"] == ref_report["pairs"]["used"]
+    assert report["pairs"]["from_cache"] == ref_report["pairs"]["formed"]
     again = sorted(p.name for p in (ref_dir / "cache" / "pairs").rglob("*") if p.parent.parent.name == "pairs")
     assert again == entries
     assert read_manifest(str(ref_dir / "out96"))["params"]["size"] == 96
