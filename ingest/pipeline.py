@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,26 +36,27 @@ from ingest.pairing import ExamPair, pair_exams
 DEFAULT_OUT_SHAPE = (1152, 896)
 
 
-def _register_default(name: str):
-    """register_pair's own default, so that the cache key follows a change of its defaults."""
+def register_defaults() -> dict:
+    """register_pair's keyword defaults (all but ``threads``), read from its signature so that
+    the cache key follows any change of them."""
     import inspect
 
     from ingest import register
 
-    return inspect.signature(register.register_pair).parameters[name].default
+    params = inspect.signature(register.register_pair).parameters.values()
+    return {p.name: (list(p.default) if isinstance(p.default, tuple) else p.default)
+            for p in params if p.kind is p.KEYWORD_ONLY and p.name != "threads"}
 
 
 @dataclass
 class RegistrationSettings:
-    transform: str = field(default_factory=lambda: _register_default("transform"))
-    shrink: tuple = field(default_factory=lambda: tuple(_register_default("shrink")))
-    sampling: float = field(default_factory=lambda: _register_default("sampling"))
-    iterations: int = field(default_factory=lambda: _register_default("iterations"))
-    seed: int = field(default_factory=lambda: _register_default("seed"))
+    transform: str | None = None      # None: register.py's default ("rigid")
 
     def kwargs(self) -> dict:
-        return {"transform": self.transform, "shrink": tuple(self.shrink), "sampling": self.sampling,
-                "iterations": self.iterations, "seed": self.seed}
+        settings = register_defaults()
+        if self.transform:
+            settings["transform"] = self.transform
+        return settings
 
 
 @dataclass
@@ -94,7 +95,7 @@ class BuildConfig:
 
     def cache_params(self) -> dict:
         """What changes the registered pixels (NOT the tile size: --size 96 and 256 share it)."""
-        return {"out_shape": list(self.out_shape), "registration": asdict(self.registration),
+        return {"out_shape": list(self.out_shape), "registration": self.registration.kwargs(),
                 "normalize": {"voi": "auto", "crop": "none"}}
 
     def build_params(self) -> dict:
