@@ -26,16 +26,17 @@ def _size(text: str):
     return int(h), int(w)
 
 
-def _render_only(patients: int, size, seed: int) -> float:
-    """The same patients as ``generate`` with this seed, rendered in memory only."""
-    start = time.perf_counter()
+def _render_only(patients: int, size, seed: int) -> tuple[float, float]:
+    """The same patients as ``generate`` with this seed, rendered in memory only:
+    (images per second, CPU seconds per image; the latter barely depends on the machine's load)."""
+    start, cpu = time.perf_counter(), time.process_time()
     n = 0
     for i in range(patients):
         plan = plan_patient(seed, i, "vindr", size, 0.3, (1, 1))
         for lat, view in IMAGE_ORDER:
             render_image(plan, 0, lat, view)
             n += 1
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), (time.process_time() - cpu) / n
 
 
 def _generate_rate(patients: int, size, workers: int, seed: int) -> float:
@@ -58,14 +59,17 @@ def main(argv=None) -> int:
         label = "default (3328x2560 / 2294x1914)" if size is None else f"{size[0]}x{size[1]}"
         # Rounds interleave the three measurements, so that a change of the machine's load hits
         # them alike; the ratio is the median of the per-round ratios.
-        ro, one, two = [], [], []
+        ro, cpu, one, two = [], [], [], []
         for r in range(args.repeats):
-            ro.append(_render_only(n, size, r))
+            rate, cpu_s = _render_only(n, size, r)
+            ro.append(rate)
+            cpu.append(cpu_s)
             one.append(_generate_rate(n, size, 1, r))
             two.append(_generate_rate(n, size, 2, r))
         ratio = statistics.median(b / a for a, b in zip(one, two))
         med = statistics.median
-        print(f"{label}, {n} patients x 4 images: render only {med(ro):.2f} img/s | generate "
+        print(f"{label}, {n} patients x 4 images: render only {med(ro):.2f} img/s "
+              f"({med(cpu):.2f} CPU s/img) | generate "
               f"1 worker {med(one):.2f} img/s | 2 workers {med(two):.2f} img/s | ratio 2/1 = "
               f"{ratio:.2f}", flush=True)
     return 0
