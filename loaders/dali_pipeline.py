@@ -177,6 +177,10 @@ def dali_batches(loader, epoch: int, done: int):
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
     mode = loader.mode
+    if loader.shard_set.samples < loader.world_size:
+        raise ValueError(f"{loader.shard_set.root}: {loader.shard_set.samples} samples for "
+                         f"{loader.world_size} ranks: DALI's reader needs at least one per rank "
+                         "(the torch backend pads empty ranks)")
     fmt, size_in, bits = probe(loader.shard_set, loader.cache_dir)
     tars, idxs = local_paths(loader)
     order = shard_order(len(tars), loader.seed, epoch)

@@ -124,3 +124,13 @@ def test_fixed_photometric_values_and_whole_patch_crop(pairs_root):
         # the resize filters differ in detail (roi_align vs DALI's antialias), the gamma is the
         # same fixed value: per-patch means agree closely
         assert abs(left.mean() - out["dali"][key].mean()) < 0.01
+
+
+def test_fewer_samples_than_ranks_is_a_clear_error(tmp_path):
+    root = synthetic.pair_set(tmp_path / "one", counts=(1,))
+    with pytest.raises(ValueError, match="at least one per rank"):
+        list(make_loader(root, backend="dali", batch_size=2, world_size=2, rank=1))
+    # the torch backend pads the empty rank with flagged repeats
+    batches = list(make_loader(root, batch_size=2, world_size=2, rank=0, workers=0,
+                               augment=SPEC))
+    assert len(batches) == 1 and batches[0]["is_pad"].all()
