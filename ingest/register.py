@@ -4,15 +4,22 @@ Both images arrive with the chest wall on the left (``ingest.normalize``), so th
 already directly comparable: no flipping happens here (and never ``sitk.Flip``, which keeps the
 physical space). The moving image is resampled onto the fixed image's grid.
 
-Method: Euler2D (rigid) or affine transform, initialised by the centres of mass of the two masks,
-Mattes mutual information with random sampling at a FIXED seed, regular-step gradient descent,
-a multi-resolution pyramid (``shrink``). The finest level is made once by a numpy block mean
-(``reduce``), the coarser ones by SimpleITK (smoothing sigma = relative shrink / 2 pixels); the
-moved image is resampled at full resolution and, like a normalised image, is 0 exactly outside
-its (moved) mask. The metric samples only the fixed breast away from its skin line
-(``metric_margin``). Defaults (8/4, 10% sampling, 7% margin) were chosen with
-``python -m ingest.register_bench``: about 0.1 to 0.2 s per 1152x896 pair on one thread, median
-corner error about 0.1 px on pairs of known positioning.
+Method: a similarity transform (rotation, one isotropic scale, shift: what breast positioning
+does; rigid and affine are options), initialised by the centres of mass of the two masks,
+normalised correlation of BAND-PASSED images (``band_pass``: normalised-convolution Gaussians
+inside each mask, sigmas 12 and 60 full-resolution pixels), every pixel of the finest level used
+(no random sampling), regular-step gradient descent with shift-equivalent scales, a two-level
+pyramid (``shrink`` 16/8). The finest level is made once by a numpy block mean (``reduce``), the
+coarser one by SimpleITK (smoothing sigma = relative shrink / 2 pixels); the moved image is
+resampled at full resolution and, like a normalised image, is 0 exactly outside its (moved)
+mask. The metric samples only pixels at least ``metric_margin`` (8% of the height) inside BOTH
+breasts. Why: the two breasts of an exam share their tissue's low frequencies only; their
+outlines (compression, shape), the envelopes that follow the outlines, vessels and fine texture
+are their own, so the band-pass keeps the shared band and the margin drops the outline-driven
+rim (see docs/ingest-pixels.md, "Accuracy"). Defaults chosen with ``python -m
+ingest.register_bench``: about 0.2 s per 1152x896 pair on one thread; median corner error about
+0.1 px on pairs with the same content under known positioning, about 4 to 6 px on generated
+left/right pairs (the metric's own optimum: starting at the truth ends there too).
 
 Determinism: with ``threads=1`` the result is bit-identical from run to run; with more threads
 the floating-point sums are split differently and the parameters differ in the last digits. The
@@ -37,7 +44,7 @@ class Registration:
     dice_before: float
     dice_after: float
     ncc_after: float              # normalised cross-correlation inside the union of the masks
-    metric: float                 # final Mattes MI value (negative; lower is better)
+    metric: float                 # final metric value (negative; lower is better)
     seconds: float
     iterations: list[int] = field(default_factory=list)   # optimizer iterations per level
 
@@ -48,8 +55,8 @@ class Registration:
 
 DEFAULT_THRESHOLDS = {"dice_after": 0.85, "ncc_after": 0.3}
 # register_pair's defaults, for callers that record or override them (the cache key, the CLI).
-DEFAULTS = {"transform": "rigid", "shrink": (8, 4), "sampling": 0.10, "iterations": 100,
-            "metric_margin": 0.07, "seed": 0}
+DEFAULTS = {"transform": "similarity", "shrink": (16, 8), "sampling": 1.0, "iterations": 200,
+            "metric_margin": 0.08, "seed": 0, "band": (12.0, 60.0), "metric": "correlation"}
 
 
 # ---------------------------------------------------------------- small helpers
@@ -104,7 +111,8 @@ def transform_to_dict(tx: sitk.Transform) -> dict:
 
 
 def transform_from_dict(data: dict) -> sitk.Transform:
-    kinds = {"Euler2DTransform": sitk.Euler2DTransform, "AffineTransform": lambda: sitk.AffineTransform(2)}
+    kinds = {"Euler2DTransform": sitk.Euler2DTransform, "Similarity2DTransform": sitk.Similarity2DTransform,
+             "AffineTransform": lambda: sitk.AffineTransform(2)}
     if data["type"] not in kinds:
         raise ValueError(f"unknown transform type {data['type']!r}")
     tx = kinds[data["type"]]()
@@ -172,17 +180,59 @@ def passes_quality(reg: Registration, thresholds: dict | None = None) -> tuple[b
 # ---------------------------------------------------------------- registration
 
 
+def band_pass(image: np.ndarray, mask: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Band-pass ``image`` inside ``mask`` (sigmas in pixels of ``image``), unit std, 0 outside.
+
+    Both filters are normalised convolutions (Gaussian of image x mask over Gaussian of mask), so
+    the dark background does not leak into the breast. ``low`` removes the fine detail that
+    differs between the two breasts (and the noise); ``high`` removes the slow envelope that
+    follows each breast's own outline (thickness falloff, subcutaneous fat) rather than its
+    tissue. ``high <= 0`` keeps the low frequencies.
+    """
+    from scipy import ndimage
+
+    m = np.asarray(mask, dtype=np.float32)
+    f = np.asarray(image, dtype=np.float32) * m
+
+    def smooth(sigma: float) -> np.ndarray:
+        if sigma <= 0:
+            return f
+        num = ndimage.gaussian_filter(f, sigma, mode="constant")
+        den = ndimage.gaussian_filter(m, sigma, mode="constant")
+        return num / np.maximum(den, 1e-3)
+
+    out = smooth(low)
+    if high > 0:
+        out = out - smooth(high)
+    out *= m
+    inside = out[m > 0]
+    spread = float(inside.std()) if inside.size else 0.0
+    return out / spread if spread > 0 else out
+
+
+_TRANSFORMS = {"rigid": sitk.Euler2DTransform, "similarity": sitk.Similarity2DTransform,
+               "affine": lambda: sitk.AffineTransform(2)}
+
+
 def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
-                  moving_mask: np.ndarray, *, transform: str = "rigid", shrink=(8, 4),
-                  sampling: float = 0.10, iterations: int = 100, bins: int = 32,
-                  learning_rate: float = 1.0, min_step: float = 1e-3, seed: int = 0,
-                  metric_margin: float = 0.07, threads: int | None = 1) -> Registration:
+                  moving_mask: np.ndarray, *, transform: str = "similarity", shrink=(16, 8),
+                  sampling: float = 1.0, iterations: int = 200, bins: int = 32,
+                  learning_rate: float = 1.0, min_step: float = 1e-4, seed: int = 0,
+                  metric_margin: float = 0.08, band=(12.0, 60.0), metric: str = "correlation",
+                  initial: dict | None = None, threads: int | None = 1) -> Registration:
     """Register ``moving`` onto ``fixed``; see the module docstring for the method.
 
+    ``transform``: "similarity" (rotation, one scale, shift: what positioning does), "rigid" or
+    "affine";
     ``shrink``: pyramid shrink factors (the last level's factor sets the finest resolution used);
-    ``sampling``: fraction of pixels drawn at random (fixed ``seed``) per metric evaluation;
-    ``metric_margin``: the metric samples the fixed breast eroded by this fraction of the image
-    height (0: the whole image);
+    ``sampling``: fraction of pixels drawn at random (fixed ``seed``) per metric evaluation
+    (1: every pixel, no randomness);
+    ``metric_margin``: the metric samples only pixels at least this fraction of the image height
+    inside BOTH breasts (0: the whole image);
+    ``band``: (low, high) Gaussian sigmas in full-resolution pixels of the band-pass applied to
+    both images before registering (``None``: the raw intensities);
+    ``metric``: "correlation" or "mattes" (Mattes mutual information, ``bins`` bins);
+    ``initial``: a transform dict to start from (default: the centres of mass of the masks);
     ``threads``: SimpleITK threads for this call (None leaves the global default).
     """
     start = time.perf_counter()
@@ -192,6 +242,10 @@ def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
     moving_mask = np.asarray(moving_mask, dtype=bool)
     if not fixed_mask.any() or not moving_mask.any():
         raise ValueError("empty breast mask")
+    if transform not in _TRANSFORMS:
+        raise ValueError(f"transform must be one of {sorted(_TRANSFORMS)}, got {transform!r}")
+    if metric not in ("correlation", "mattes"):
+        raise ValueError(f"metric must be 'correlation' or 'mattes', got {metric!r}")
     if threads is not None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
     shrink = [int(v) for v in shrink]
@@ -200,52 +254,61 @@ def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
         raise ValueError(f"shrink factors {shrink} must be multiples of the last one")
     f_img, m_img = reduce(fixed, finest), reduce(moving, finest)
     f_mask, m_mask = reduce(fixed_mask, finest), reduce(moving_mask, finest)
+    f_small = sitk.GetArrayViewFromImage(f_mask) > 0.5
+    m_small = sitk.GetArrayViewFromImage(m_mask) > 0.5
+    if band is not None:
+        low, high = (float(v) / finest for v in band)
+        f_img = _like(band_pass(sitk.GetArrayViewFromImage(f_img), f_small, low, high), f_img)
+        m_img = _like(band_pass(sitk.GetArrayViewFromImage(m_img), m_small, low, high), m_img)
     levels = [a // finest for a in shrink]
 
-    if transform == "rigid":
-        base = sitk.Euler2DTransform()
-    elif transform == "affine":
-        base = sitk.AffineTransform(2)
+    if initial is None:
+        start_tx = sitk.CenteredTransformInitializer(
+            f_mask, m_mask, _TRANSFORMS[transform](), sitk.CenteredTransformInitializerFilter.MOMENTS)
     else:
-        raise ValueError(f"transform must be 'rigid' or 'affine', got {transform!r}")
-    initial = sitk.CenteredTransformInitializer(
-        f_mask, m_mask, base, sitk.CenteredTransformInitializerFilter.MOMENTS)
+        start_tx = transform_from_dict(initial)
 
     reg = sitk.ImageRegistrationMethod()
     if threads is not None:
         reg.SetNumberOfThreads(int(threads))
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    # SimpleITK reads seed 0 as "use the wall clock" (sitkWallClock == 0): shift by one.
-    reg.SetMetricSamplingPercentage(float(sampling), int(seed) + 1)
+    if metric == "correlation":
+        reg.SetMetricAsCorrelation()
+    else:
+        reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+    if sampling < 1.0:
+        reg.SetMetricSamplingStrategy(reg.RANDOM)
+        # SimpleITK reads seed 0 as "use the wall clock" (sitkWallClock == 0): shift by one.
+        reg.SetMetricSamplingPercentage(float(sampling), int(seed) + 1)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=learning_rate, minStep=min_step, numberOfIterations=int(iterations),
-        relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
+        relaxationFactor=0.5, gradientMagnitudeTolerance=1e-10)
+    # Shift-equivalent scales: one step moves any pixel by about the same distance, whether it
+    # comes from the angle, the scale or the translation.
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel(levels)
     reg.SetSmoothingSigmasPerLevel([a / 2.0 if a > 1 else 0.0 for a in levels])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     if metric_margin > 0:
-        # Sample the metric inside the fixed breast, away from its skin line: the outline
-        # differs between the sides (compression, shape) and would otherwise outweigh the
-        # tissue inside (see docs/ingest-pixels.md). Too small a breast: whole image.
+        # Sample the metric deep inside both breasts: near the skin line the two sides differ by
+        # their outline, compression and the envelope that follows it, not by their tissue, and
+        # would pull the scale towards matching outlines (see docs/ingest-pixels.md). Too small
+        # a breast: the whole image.
         from scipy import ndimage
 
-        small = sitk.GetArrayViewFromImage(f_mask) > 0.5
         steps = max(1, round(metric_margin * fixed.shape[0] / finest))
-        inner = ndimage.binary_erosion(small, iterations=steps)
-        if inner.sum() >= 0.1 * small.sum() and inner.sum() >= 64:
-            metric_mask = sitk.GetImageFromArray(inner.astype(np.uint8))
-            metric_mask.CopyInformation(f_mask)
-            reg.SetMetricFixedMask(metric_mask)
-    reg.SetInitialTransform(initial, inPlace=False)
+        for small, ref, setter in ((f_small, f_mask, reg.SetMetricFixedMask),
+                                   (m_small, m_mask, reg.SetMetricMovingMask)):
+            inner = ndimage.binary_erosion(small, iterations=steps)
+            if inner.sum() >= 0.1 * small.sum() and inner.sum() >= 64:
+                setter(_like(inner.astype(np.uint8), ref))
+    reg.SetInitialTransform(start_tx, inPlace=False)
     per_level: list[int] = []
     reg.AddCommand(sitk.sitkMultiResolutionIterationEvent, lambda: per_level.append(0))
     reg.AddCommand(sitk.sitkIterationEvent,
                    lambda: per_level.__setitem__(-1, per_level[-1] + 1) if per_level else None)
     final = reg.Execute(f_img, m_img)
-    metric = float(reg.GetMetricValue())
+    metric_value = float(reg.GetMetricValue())
 
     full = to_sitk(fixed)
     moved = sitk.Resample(to_sitk(moving), full, final, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
@@ -268,7 +331,14 @@ def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
         dice_before=dice(fixed_mask, moving_mask),
         dice_after=dice(fixed_mask, moved_mask_arr),
         ncc_after=ncc(fixed, moved_arr, union),
-        metric=metric,
+        metric=metric_value,
         seconds=time.perf_counter() - start,
         iterations=per_level,
     )
+
+
+def _like(array: np.ndarray, ref: sitk.Image) -> sitk.Image:
+    """``array`` as a sitk image on ``ref``'s grid (spacing, origin, direction)."""
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    img.CopyInformation(ref)
+    return img

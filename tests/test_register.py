@@ -115,14 +115,67 @@ def test_defaults_match_signature():
         assert params[name].default == value, name
 
 
-def test_generated_exam_pair_registers():
-    """A left/right pair of the synthetic generator: masks overlap well, quality passes."""
-    from ingest.register_bench import breast_error, exam_pairs
+# Generated exams at a quarter of 1152x896 (fast); the pyramid and the band-pass scale with the
+# image (register.DEFAULTS are sized for 1152x896), and so do pixel errors: 1 px at full size is
+# 0.25 px here.
+SMALL = (288, 224)
+QUARTER = dict(shrink=(4, 2), band=(3.0, 15.0))
 
-    for left, right, truth in exam_pairs(1, (288, 224), seed=2):   # its CC and MLO pairs
-        # the default pyramid (8/4) is sized for 1152x896; at a quarter of it, 2/1
-        reg = rg.register_pair(left.pixels, right.pixels, left.mask, right.mask, shrink=(2, 1))
-        assert reg.dice_after > 0.9
-        assert rg.passes_quality(reg)[0]
-        # the generated breasts differ in shape and compression: a loose bound at this size
-        assert breast_error(reg.transform, truth, left.mask) < 8
+
+@pytest.fixture(scope="module")
+def small_exam_errors():
+    """Median-corner errors (px at SMALL) of the default and the previous default on the CC and
+    MLO left/right pairs of two generated exams, against the generator's ground truth."""
+    from ingest.register_bench import PREVIOUS, exam_pairs
+
+    errors = {"default": [], "previous": []}
+    for left, right, truth in exam_pairs(2, SMALL, seed=0):
+        reg = rg.register_pair(left.pixels, right.pixels, left.mask, right.mask, **QUARTER)
+        assert reg.transform["type"] == "Similarity2DTransform"
+        assert reg.dice_after > 0.9 and rg.passes_quality(reg)[0]
+        errors["default"].append(rg.corner_error(reg.transform, truth, SMALL))
+        old = rg.register_pair(left.pixels, right.pixels, left.mask, right.mask,
+                               **{**PREVIOUS, "shrink": (2, 1)})
+        errors["previous"].append(rg.corner_error(old.transform, truth, SMALL))
+    return errors
+
+
+def test_generated_exams_left_right(small_exam_errors):
+    """Left/right pairs of generated exams (2 patients, CC and MLO) at a quarter of 1152x896:
+    median corner error <= 2.5 px here (10 px at full size) and at least 3x better than the
+    previous default (rigid, raw intensities). The two breasts share only their low-frequency
+    tissue, so this is the realistic bound (docs/ingest-pixels.md, "Accuracy")."""
+    default = float(np.median(small_exam_errors["default"]))
+    previous = float(np.median(small_exam_errors["previous"]))
+    assert default <= 2.5, small_exam_errors
+    assert previous >= 3 * default, small_exam_errors
+
+
+@pytest.mark.xfail(strict=True, reason="left/right generated pairs share only their low "
+                   "frequencies: about 5-6 px median corner error at 1152x896 is the floor "
+                   "(the metric's own optimum, see docs/ingest-pixels.md)")
+def test_generated_exams_left_right_acceptance(small_exam_errors):
+    """The acceptance figure (<= 1 px at 1152x896, 0.25 px here) on left/right pairs."""
+    assert float(np.median(small_exam_errors["default"])) <= 0.25, small_exam_errors
+
+
+def test_generated_breast_repositioned_at_full_size():
+    """A generated breast and a copy of it under a known similarity (the generator's positioning
+    range: 4 degrees, scale 1.045, shift) with its own detector noise: <= 1 px at 1152x896."""
+    from ingest.register_bench import exam_pairs, warp
+
+    left, _, _ = next(exam_pairs(1, FULL, seed=3))
+    truth = sitk.Similarity2DTransform()
+    truth.SetCenter((0.0, FULL[0] / 2))
+    truth.SetAngle(float(np.deg2rad(4.0)))
+    truth.SetScale(1.045)
+    truth.SetTranslation((-12.0, 25.0))
+    truth = rg.transform_to_dict(truth)
+    # fixed = the breast seen through truth: registering the original onto it recovers truth
+    fixed = warp(left.pixels.astype(np.float32), truth)
+    fixed_mask = warp(left.mask.astype(np.float32), truth, order=0) > 0.5
+    rng = np.random.default_rng(0)
+    noisy = fixed + 300 * rng.standard_normal(FULL).astype(np.float32)
+    fixed = np.where(fixed_mask, np.clip(noisy, 1, 65535), 0).astype(np.uint16)
+    reg = rg.register_pair(fixed, left.pixels, fixed_mask, left.mask)
+    assert rg.corner_error(reg.transform, truth, FULL) <= 1.0
