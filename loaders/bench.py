@@ -105,7 +105,7 @@ def collect_images(shard_set, limit: int) -> tuple[list[bytes], str, int, int]:
 
     images, fmt, size, bits = [], "png", 0, 12
     for ref in shard_set.shards:
-        with openers.open_url(ref.url) as stream:
+        with openers.open_url(ref.url, endpoint=shard_set.endpoint) as stream:
             for sample in group_by_keys(tar_file_expander([{"url": ref.url, "stream": stream}])):
                 fmt = schema.sample_format(sample)
                 meta = json.loads(sample["json"])
@@ -135,7 +135,7 @@ def read_bound(shard_set, seconds: float) -> float:
     total, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for ref in shard_set.shards:
-            with openers.open_url(ref.url) as f:
+            with openers.open_url(ref.url, endpoint=shard_set.endpoint) as f:
                 while chunk := f.read(1 << 20):
                     total += len(chunk)
     return total / (time.perf_counter() - start)
@@ -150,7 +150,7 @@ def export_pngs(shard_set, out: str, mode: str) -> list[tuple]:
     os.makedirs(out, exist_ok=True)
     items = []
     for ref in shard_set.shards:
-        with openers.open_url(ref.url) as stream:
+        with openers.open_url(ref.url, endpoint=shard_set.endpoint) as stream:
             for sample in group_by_keys(tar_file_expander([{"url": ref.url, "stream": stream}])):
                 if mode == "labelled":
                     patch = schema.decode_patch(sample)
@@ -219,11 +219,14 @@ def time_naive(items, *, mode, batch_size, seconds, workers, spec) -> dict:
 # --- the whole benchmark ---------------------------------------------------------------------
 
 def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seconds=5.0,
-        workers=2, repeats=3, spec=None, cache_dir=None, compare=None, log=print) -> dict:
+        workers=2, repeats=3, spec=None, cache_dir=None, compare=None, endpoint=None,
+        log=print) -> dict:
     """The whole benchmark; ``compare``: another shard set (e.g. the same pixels as PNG) timed
     with the same backends in the same rounds, reported as a ratio."""
     spec = spec or AugmentSpec()
-    shard_set = open_shard_set(source)
+    shard_set = open_shard_set(source, endpoint=endpoint)
+    if compare is not None:
+        compare = open_shard_set(compare, endpoint=endpoint)
     if not shard_set.is_local and cache_dir is None:
         log("note: remote shards; bounds and the naive export read them over the network")
     per_example = _samples_per_example(mode)
@@ -306,7 +309,7 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
                                         for row in rounds]),
         "cpu_vs_naive": _median([row["naive_cpu_ms"] / row[best + "_cpu_ms"] for row in rounds])}
     if compare is not None:
-        result["compare"] = {"source": str(compare), "backends": {}}
+        result["compare"] = {"source": compare.root, "backends": {}}
         for backend in backends:
             other = med[backend + "_compare"]
             ratio = _median([row[backend] / row[backend + "_compare"] for row in rounds])
@@ -315,7 +318,7 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
             result["compare"]["backends"][backend] = {
                 "examples_per_s": other, "ratio": ratio, "cpu_ratio": cpu_ratio,
                 "cpu_ms_per_example": med[backend + "_compare_cpu_ms"]}
-            log(f"{backend:6s} {other:10.0f} {mode} examples/s on {compare}: this set is "
+            log(f"{backend:6s} {other:10.0f} {mode} examples/s on {compare.root}: this set is "
                 f"{ratio:.2f}x that ({cpu_ratio:.2f}x by CPU per example)")
     r = result["ratios"]
     log(f"best: {best}: {r['vs_decode_bound']:.2f}x the decode-only bound, "

@@ -30,7 +30,8 @@ def _bench(args) -> int:
         result = bench.run(args.shards, mode=args.mode, backends=backends,
                            batch_size=args.batch_size, seconds=args.seconds,
                            workers=args.workers, repeats=args.repeats, spec=spec,
-                           cache_dir=args.cache_dir, compare=args.compare_shards)
+                           cache_dir=args.cache_dir, compare=args.compare_shards,
+                           endpoint=args.endpoint_url)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
@@ -60,6 +61,8 @@ def build_parser() -> Parser:
     b.add_argument("--no-augment", action="store_true",
                    help="only decode and scale (AugmentSpec.identity): the format's own cost")
     b.add_argument("--cache-dir", default=None, help="local cache for remote shards")
+    b.add_argument("--endpoint-url", default=None,
+                   help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
     b.add_argument("--json", default=None, help="write the figures to this JSON file")
     b.add_argument("--make-shards", metavar="DIR", default=None,
                    help="first write tissue-like benchmark sets DIR/png and DIR/raw")

@@ -153,8 +153,8 @@ def local_paths(loader) -> tuple[list[str], list[str]]:
     for ref in shard_set.shards:
         if ref.index_url is None:
             raise ValueError(f"{ref.url}: no DALI index file in the manifest")
-        tars.append(openers.local_path(cached(ref.url, cache_dir)))
-        idxs.append(openers.local_path(cached(ref.index_url, cache_dir)))
+        tars.append(openers.local_path(cached(ref.url, cache_dir, shard_set.endpoint)))
+        idxs.append(openers.local_path(cached(ref.index_url, cache_dir, shard_set.endpoint)))
     return tars, idxs
 
 
@@ -162,8 +162,8 @@ def probe(shard_set: ShardSet, cache_dir) -> tuple[str, int, int]:
     """(pixel format, patch size, bits) from the first sample of the first shard."""
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
-    url = cached(shard_set.shards[0].url, cache_dir)
-    with openers.open_url(url) as stream:
+    url = cached(shard_set.shards[0].url, cache_dir, shard_set.endpoint)
+    with openers.open_url(url, endpoint=shard_set.endpoint) as stream:
         sample = next(iter(group_by_keys(tar_file_expander([{"url": url, "stream": stream}]))))
     from shards import schema
 

@@ -22,14 +22,15 @@ class ShardCountError(ValueError):
     """A shard holds fewer samples than its manifest says."""
 
 
-def iter_shard(url: str, needed: np.ndarray) -> Iterator[tuple[int, dict]]:
+def iter_shard(url: str, needed: np.ndarray, endpoint: str | None = None
+               ) -> Iterator[tuple[int, dict]]:
     """``(offset, sample)`` for the sorted ``needed`` offsets of one shard."""
     if len(needed) == 0:
         return
     wanted = set(int(o) for o in needed)
     last = int(needed[-1])
     offset = -1
-    with openers.open_url(url) as stream:
+    with openers.open_url(url, endpoint=endpoint) as stream:
         source = [{"url": url, "stream": stream}]
         for offset, sample in enumerate(group_by_keys(tar_file_expander(source))):
             if offset in wanted:
@@ -39,7 +40,8 @@ def iter_shard(url: str, needed: np.ndarray) -> Iterator[tuple[int, dict]]:
     raise ShardCountError(f"{url}: ends after {offset + 1} samples, the plan needs offset {last}")
 
 
-def iter_shard_indexed(url: str, components: list, needed: np.ndarray):
+def iter_shard_indexed(url: str, components: list, needed: np.ndarray,
+                       endpoint: str | None = None):
     """``(offset, sample)`` for the sorted ``needed`` offsets, reading only their bytes: the DALI
     index gives every member's data offset and size, so no tar header is parsed and skipped
     samples are seeked over (or read past, on a stream that cannot seek)."""
@@ -48,7 +50,7 @@ def iter_shard_indexed(url: str, components: list, needed: np.ndarray):
     if int(needed[-1]) >= len(components):
         raise ShardCountError(f"{url}: the index lists {len(components)} samples, the plan "
                               f"needs offset {int(needed[-1])}")
-    with openers.open_url(url) as stream:
+    with openers.open_url(url, endpoint=endpoint) as stream:
         seekable = getattr(stream, "seekable", lambda: False)()
         pos = 0
         for offset in needed.tolist():
@@ -80,10 +82,11 @@ def _read_exactly(stream, n: int, url: str) -> bytes:
 _INDEX_CACHE: dict[str, list] = {}
 
 
-def shard_index(index_url: str, cache_dir: str | None):
+def shard_index(index_url: str, cache_dir: str | None, endpoint: str | None = None):
     """Parsed DALI index of a shard (kept per process; index files are small)."""
     if index_url not in _INDEX_CACHE:
-        text = openers.read_bytes(cached(index_url, cache_dir)).decode("utf-8")
+        local = cached(index_url, cache_dir, endpoint)
+        text = openers.read_bytes(local, endpoint=endpoint).decode("utf-8")
         _INDEX_CACHE[index_url] = dali_index.parse_index(text)
     return _INDEX_CACHE[index_url]
 
@@ -130,11 +133,13 @@ def _stream(plan, shard_set, order, slot, starts, cache_dir):
         end = np.searchsorted(slot, k, side="right")
         shard = shard_set.shards[int(plan.shard_order[k])]
         offsets = order[i:end] - starts[k]
-        url = cached(shard.url, cache_dir)
+        endpoint = shard_set.endpoint
+        url = cached(shard.url, cache_dir, endpoint)
         if shard.index_url is not None:
-            samples = iter_shard_indexed(url, shard_index(shard.index_url, cache_dir), offsets)
+            index = shard_index(shard.index_url, cache_dir, endpoint)
+            samples = iter_shard_indexed(url, index, offsets, endpoint)
         else:
-            samples = iter_shard(url, offsets)
+            samples = iter_shard(url, offsets, endpoint)
         for offset, sample in samples:
             sample["__where__"] = shard.url
             yield int(starts[k] + offset), sample

@@ -24,6 +24,7 @@ class ShardSet:
     split: str
     shards: tuple[ShardRef, ...]
     params: dict
+    endpoint: str | None = None   # S3 endpoint for every read of this set
 
     @property
     def counts(self) -> list[int]:
@@ -52,7 +53,7 @@ def open_shard_set(source, split: str = "train", *, endpoint: str | None = None)
         index = record.get("index_name")
         refs.append(ShardRef(openers.join_url(root, record["name"]), int(record["samples"]),
                              openers.join_url(root, index) if index else None))
-    return ShardSet(root, split, tuple(refs), dict(data.get("params") or {}))
+    return ShardSet(root, split, tuple(refs), dict(data.get("params") or {}), endpoint)
 
 
 def cache_name(url: str) -> str:
@@ -61,7 +62,7 @@ def cache_name(url: str) -> str:
     return f"{digest}-{os.path.basename(url.rstrip('/'))}"
 
 
-def cached(url: str, cache_dir: str | None) -> str:
+def cached(url: str, cache_dir: str | None, endpoint: str | None = None) -> str:
     """A local path for ``url``: the URL itself when local or uncached, else a copy in
     ``cache_dir``, downloaded once and written atomically (temp name, fsync, rename), so
     concurrent workers and ranks never see half a shard."""
@@ -73,7 +74,7 @@ def cached(url: str, cache_dir: str | None) -> str:
         return final
     fd, tmp = tempfile.mkstemp(prefix=".part-", dir=cache_dir)
     try:
-        with os.fdopen(fd, "wb") as out, openers.open_url(url) as src:
+        with os.fdopen(fd, "wb") as out, openers.open_url(url, endpoint=endpoint) as src:
             while chunk := src.read(1 << 20):
                 out.write(chunk)
             out.flush()

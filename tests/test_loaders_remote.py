@@ -56,3 +56,15 @@ def test_torch_streams_over_http(http_server, tmp_path):
     batches += list(make_loader(base, batch_size=4, augment=SPEC, workers=1, world_size=2,
                                 rank=0))
     assert sorted(real_keys(batches)) == EXPECTED
+
+
+def test_explicit_endpoint_reaches_every_read(s3_root, s3_server, monkeypatch, tmp_path):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    endpoint = s3_server.endpoint_url
+    batches = list(make_loader(s3_root, batch_size=4, augment=SPEC, workers=1,
+                               endpoint=endpoint))
+    assert sorted(real_keys(batches)) == EXPECTED
+    cached = list(make_loader(s3_root, batch_size=4, augment=SPEC, workers=0,
+                              endpoint=endpoint, cache_dir=tmp_path / "c"))
+    assert sorted(real_keys(cached)) == EXPECTED
