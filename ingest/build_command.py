@@ -22,6 +22,18 @@ def shape_arg(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _transforms() -> list[str]:
+    from ingest import register
+
+    return sorted(register._TRANSFORMS)
+
+
+def _default_transform() -> str:
+    from ingest.pipeline import register_defaults
+
+    return register_defaults()["transform"]
+
+
 def _common(p) -> None:
     data = p.add_argument_group("input")
     data.add_argument("--dataset", choices=DATASETS, default="synthetic",
@@ -40,8 +52,9 @@ def _common(p) -> None:
     pix = p.add_argument_group("pixels and registration")
     pix.add_argument("--out-shape", type=shape_arg, default=(1152, 896), metavar="HxW",
                      help="normalised image size (default 1152x896)")
-    pix.add_argument("--transform", choices=("rigid", "affine"), default="rigid",
-                     help="registration transform (default rigid)")
+    pix.add_argument("--transform", choices=_transforms(), default=None,
+                     help="registration transform (default: ingest/register.py's, "
+                          f"{_default_transform()})")
     pix.add_argument("--min-dice", type=fraction, default=None,
                      help="quality: least Dice of the breast masks after registration (default 0.85)")
     pix.add_argument("--min-ncc", type=float, default=None,

@@ -34,9 +34,13 @@ def default_cache_dir() -> Path:
 
 
 def generation_params(patients: int, seed: int, image_size, lesion_fraction: float) -> dict:
+    """What the generated folder depends on, the generator's own version included."""
+    import ingest.synth
+
     return {"layout": "vindr", "patients": int(patients), "seed": int(seed),
             "image_size": list(image_size) if image_size else None,
-            "lesion_fraction": float(lesion_fraction), "version": GENERATOR_VERSION}
+            "lesion_fraction": float(lesion_fraction), "version": GENERATOR_VERSION,
+            "generator_version": getattr(ingest.synth, "GENERATOR_VERSION", None)}
 
 
 def ensure_generated(cache_dir=None, *, patients: int = DEFAULT_PATIENTS, seed: int = 0,
