@@ -138,33 +138,56 @@ def pair_meta(row: dict, attrs: dict, size: int, split: str) -> dict:
     }
 
 
+WHOLE_PAIR_MIN = 16  # from this many tiles of one pair in a shard, one whole read is cheaper
+
+
+def read_tiles(cache: PairCache, rows: list[dict], size: int) -> list[np.ndarray]:
+    """The (2, size, size) tile pair of every row, in row order.
+
+    A pair contributing many tiles to the shard (small datasets) is read whole once (~25 ms for
+    1152x896) and cut in memory; a pair with few tiles (large datasets, where a shard's samples
+    come from as many pairs) is read tile by tile from its chunks (~2 ms each).
+    """
+    by_entry: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_entry.setdefault(row["entry"], []).append(i)
+    reader = TileReader(cache)
+    tiles: list = [None] * len(rows)
+    for entry, positions in by_entry.items():
+        whole = cache.open(entry)["pixels"][:] if len(positions) >= WHOLE_PAIR_MIN else None
+        for i in positions:
+            y0, x0 = int(rows[i]["y0"]), int(rows[i]["x0"])
+            box = (y0, x0, y0 + size, x0 + size)
+            tiles[i] = (np.ascontiguousarray(whole[:, y0:y0 + size, x0:x0 + size])
+                        if whole is not None else reader.read(entry, box))
+        del whole
+    return tiles
+
+
 def write_shard_task(plan: dict, cache: PairCache, out: str, size: int, fmt: str = "png") -> dict:
     """Read the plan's tiles from the cache, encode them and write one shard."""
     from shards import schema, writer
 
-    reader = TileReader(cache)
-    attrs_of: dict[str, dict] = {}
-    seconds = {"read": 0.0, "encode": 0.0}
+    seconds = {}
+    t = time.perf_counter()
+    rows = _records(plan["rows"])
+    attrs_of = {entry: cache.attrs(entry) for entry in dict.fromkeys(r["entry"] for r in rows)}
+    tiles = read_tiles(cache, rows, size)
+    seconds["read"] = time.perf_counter() - t
+    seconds["encode"] = 0.0
 
     def samples():
-        for row in _records(plan["rows"]):
-            t = time.perf_counter()
-            entry = row["entry"]
-            if entry not in attrs_of:
-                attrs_of[entry] = cache.attrs(entry)
-            y0, x0 = int(row["y0"]), int(row["x0"])
-            tiles = reader.read(entry, (y0, x0, y0 + size, x0 + size))
+        for row, pair in zip(rows, tiles):
             t1 = time.perf_counter()
-            seconds["read"] += t1 - t
-            meta = pair_meta(row, attrs_of[entry], size, plan["split"])
+            meta = pair_meta(row, attrs_of[row["entry"]], size, plan["split"])
             key = schema.make_key(row["pair_id"], int(row["row"]), int(row["col"]))
-            sample = schema.encode_pair(key, tiles[0], tiles[1], meta, fmt=fmt)
+            sample = schema.encode_pair(key, pair[0], pair[1], meta, fmt=fmt)
             seconds["encode"] += time.perf_counter() - t1
             yield sample
 
     start = time.perf_counter()
     record = writer.write_shard(samples(), out, plan["split"], plan["index"])
-    seconds["write"] = time.perf_counter() - start - seconds["read"] - seconds["encode"]
+    seconds["write"] = time.perf_counter() - start - seconds["encode"]
     return {"status": "ok", "record": record, "seconds": seconds}
 
 
@@ -271,22 +294,20 @@ def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, ta
     """Read the plan's labelled patches from the cache, encode them and write one shard."""
     from shards import schema, writer
 
-    reader = TileReader(cache)
-    attrs_of: dict[str, dict] = {}
-    seconds = {"read": 0.0, "encode": 0.0}
+    seconds = {}
+    t = time.perf_counter()
+    rows = _records(plan["rows"])
+    attrs_of = {entry: cache.attrs(entry) for entry in dict.fromkeys(r["entry"] for r in rows)}
+    tiles = read_tiles(cache, rows, size)
+    seconds["read"] = time.perf_counter() - t
+    seconds["encode"] = 0.0
 
     def samples():
-        for row in _records(plan["rows"]):
-            t = time.perf_counter()
-            entry = row["entry"]
-            if entry not in attrs_of:
-                attrs_of[entry] = cache.attrs(entry)
-            attrs = attrs_of[entry]
-            y0, x0 = int(row["y0"]), int(row["x0"])
-            tiles = reader.read(entry, (y0, x0, y0 + size, x0 + size))
-            image = tiles[0] if row["side"] == "left" else tiles[1]
+        for row, pair in zip(rows, tiles):
             t1 = time.perf_counter()
-            seconds["read"] += t1 - t
+            attrs = attrs_of[row["entry"]]
+            y0, x0 = int(row["y0"]), int(row["x0"])
+            image = pair[0] if row["side"] == "left" else pair[1]
             meta = {"kind": "patch", "size": int(size), "bits": int(attrs.get("bits", 16)),
                     "task": task, "label": int(row["label"]),
                     "label_name": row["label_name"], "split": plan["split"],
@@ -301,5 +322,5 @@ def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, ta
 
     start = time.perf_counter()
     record = writer.write_shard(samples(), out, plan["split"], plan["index"])
-    seconds["write"] = time.perf_counter() - start - seconds["read"] - seconds["encode"]
+    seconds["write"] = time.perf_counter() - start - seconds["encode"]
     return {"status": "ok", "record": record, "seconds": seconds}
