@@ -313,10 +313,12 @@ def _register_stage(config: BuildConfig, rep, c, cache: PairCache, pairs) -> lis
 
 
 def _exams_and_pairs(config: BuildConfig, rep, cache_root: Path):
+    # The synthetic set is always generated with seed 0: --seed changes splits and shuffles only.
     with rep.stage("exams"):
         table = load_exams(config.dataset, config.root, manifest=config.manifest_csv,
-                           cache_dir=cache_root, patients=config.patients, seed=config.seed,
-                           image_size=config.image_size, workers=config.workers or 1)
+                           cache_dir=cache_root, patients=config.patients, seed=0,
+                           image_size=config.image_size,
+                           workers=config.workers or os.cpu_count() or 1)
     rep.exams(table)
     with rep.stage("pairs"):
         pairs, unpaired = pair_exams(table)
