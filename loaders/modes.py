@@ -67,9 +67,9 @@ def assemble(mode: str, examples: list, batch_index: int) -> dict:
 def finish(mode: str, raw: dict, spec: AugmentSpec, *, seed: int, epoch: int, rank: int,
            device=None) -> dict:
     """uint16 batch -> float32 batch on ``device``, augmented (the torch backend's last step)."""
-    pixels = torch.from_numpy(raw["pixels"])
-    if device is not None:
-        pixels = pixels.to(device, non_blocking=True)
+    pixels = raw["pixels"]
+    if device is not None and torch.device(device).type != "cpu":
+        pixels = torch.from_numpy(pixels).to(device, non_blocking=True)
     x = scale_to_unit(pixels, torch.from_numpy(raw["bits"]))
     j = raw["batch_index"]
     out = {k: raw[k] for k in ("key", "meta", "batch_index")}

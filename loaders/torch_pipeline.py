@@ -9,6 +9,8 @@ them to float on the device and augments the whole batch at once.
 """
 from __future__ import annotations
 
+import gc
+
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -43,7 +45,11 @@ class PlannedBatches(IterableDataset):
         info = get_worker_info()
         worker = info.id if info is not None else 0
         if info is not None:
-            torch.set_num_threads(1)  # workers decode; the main process owns the cores for math
+            torch.set_num_threads(1)  # one core per worker: workers x threads = the cores
+            # A forked worker shares the parent's heap; the cyclic GC would walk (and so
+            # copy-on-write) every inherited object whenever it runs, which made a worker's
+            # index parsing 100x slower: inherited objects are left out of collections.
+            gc.freeze()
         units = modes.units_per_sample(self.mode)
         mine = self.worker_batches[worker] if worker < len(self.worker_batches) else []
         decoded: dict[int, tuple] = {}
