@@ -52,3 +52,21 @@ def test_unwritable_output_folder_exits_2(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "not writable" in lines[0]
+
+
+def test_cli_positioning_only_is_recorded(tmp_path, capsys):
+    out = tmp_path / "po"
+    rc = run_main(_parser(), ["synth", "--layout", "optimam", "--patients", "1", "--out", str(out),
+                              "--image-size", "128", "96", "--lesion-fraction", "0", "--studies", "1", "1",
+                              "--positioning-only", "--workers", "1", "--quiet"])
+    assert rc == 0
+    truth = json.loads((out / "ground_truth.json").read_text())
+    assert truth["pair_variation"] == "positioning-only"
+    cc = {im["laterality"]: im for im in truth["images"] if im["view"] == "CC"}
+    assert cc["L"]["shape"] == cc["R"]["shape"]
+    assert cc["L"]["transform"]["compression"] == cc["R"]["transform"]["compression"]
+    # The default run records no pair_variation (its files keep their bytes).
+    default = tmp_path / "default"
+    assert run_main(_parser(), ["synth", "--layout", "optimam", "--patients", "1", "--out", str(default),
+                                "--image-size", "128", "96", "--workers", "1", "--quiet"]) == 0
+    assert "pair_variation" not in json.loads((default / "ground_truth.json").read_text())

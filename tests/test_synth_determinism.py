@@ -21,3 +21,16 @@ def test_same_seed_same_files_with_one_or_two_workers(tmp_path):
         assert len(da) > 12 and not any(name.endswith(".tmp") for name in da)
         assert da == db
         assert set(da.values()).isdisjoint(dc.values())
+
+
+def test_default_pixels_are_pinned():
+    """The default ("realistic") renders keep their exact pixels: caches of generated data and
+    the pipeline's tests rely on it (options such as pair_variation must not change them)."""
+    from ingest.synth import IMAGE_ORDER, plan_patient, render_image
+
+    plan = plan_patient(0, 0, image_size=(128, 96), lesion_fraction=1.0, studies_per_patient=(2, 2))
+    h = hashlib.sha256()
+    for k in range(2):
+        for lat, view in IMAGE_ORDER:
+            h.update(render_image(plan, k, lat, view).pixels.tobytes())
+    assert h.hexdigest() == "0ecd089980ecc915ea4782ad7f9233e76fe1542b33d70b09da07e853ddfcb9b0"

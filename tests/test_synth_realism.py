@@ -117,3 +117,32 @@ def test_pair_matrix_registers_right_onto_left():
     aligned = _corr(fixed, left.mask, moved, moved_mask)
     unaligned = _corr(fixed, left.mask, moving, right.mask[:, ::-1])
     assert aligned > 0.6 and aligned > unaligned + 0.05, (aligned, unaligned)
+
+
+def test_positioning_only_pair_is_one_breast():
+    """pair_variation="positioning-only": brought to their breast frames, the two sides are the
+    same breast (same outline and compression, same texture), far closer than a realistic pair;
+    the positioning itself still differs, and the default plan is untouched."""
+    size = (384, 288)
+    for index in range(2):
+        same = plan_patient(5, index, image_size=size, lesion_fraction=0.0, studies_per_patient=(1, 1),
+                            pair_variation="positioning-only")
+        real = plan_patient(5, index, image_size=size, lesion_fraction=0.0, studies_per_patient=(1, 1))
+        assert real.shapes["CC"]["R"] != real.shapes["CC"]["L"]
+        assert same.shapes["CC"]["R"] == same.shapes["CC"]["L"] == real.shapes["CC"]["L"]
+        for view in ("CC", "MLO"):
+            left, right = render_image(same, 0, "L", view), render_image(same, 0, "R", view)
+            tl, tr = left.record["transform"], right.record["transform"]
+            assert tl["compression"] == tr["compression"]
+            assert tl["rotation_deg"] != tr["rotation_deg"] and tl["shift_px"] != tr["shift_px"]
+            alike = _corr(*_frame(left), *_frame(right))
+            realistic = _corr(*_frame(render_image(real, 0, "L", view)),
+                              *_frame(render_image(real, 0, "R", view)))
+            assert alike > 0.98 and alike > realistic + 0.03, (alike, realistic)
+
+
+def test_pair_variation_is_checked():
+    import pytest
+
+    with pytest.raises(ValueError, match="pair_variation"):
+        plan_patient(0, 0, image_size=(128, 96), pair_variation="identical")

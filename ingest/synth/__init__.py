@@ -8,10 +8,10 @@ positioning of an image (ground truth for registration tests).
 # generator's parameters should include it.
 GENERATOR_VERSION = 2
 
-from .exam import plan_patient, render_exam, render_image, rng_for
+from .exam import IMAGE_ORDER, PAIR_VARIATIONS, plan_patient, render_exam, render_image, rng_for
 from .generate import generate
 from .positioning import Transform, to_breast_frame
 from .tissue import power_law_field, power_spectrum_slope
 
-__all__ = ["GENERATOR_VERSION", "generate", "render_exam", "render_image", "plan_patient", "rng_for", "Transform",
+__all__ = ["GENERATOR_VERSION", "IMAGE_ORDER", "PAIR_VARIATIONS", "generate", "render_exam", "render_image", "plan_patient", "rng_for", "Transform",
            "to_breast_frame", "power_law_field", "power_spectrum_slope"]

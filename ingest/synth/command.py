@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                    help="fraction of patients with a lesion (default 0.3)")
     p.add_argument("--studies", nargs=2, type=positive_int, default=(1, 2), metavar=("MIN", "MAX"),
                    help="screening studies per patient (default 1 2)")
+    p.add_argument("--positioning-only", action="store_true",
+                   help="the right breast is the left one mirrored: the two images of a view differ "
+                        "only by their positioning and noise (registration checks)")
     p.add_argument("--preview", metavar="FILE.png", help="write a contact sheet of a few exams")
     p.add_argument("--workers", type=positive_int, default=default_workers(),
                    help=f"worker processes (default {default_workers()})")
@@ -49,7 +52,8 @@ def run(args) -> int:
         summary = generate(layout=args.layout, patients=args.patients, out=args.out, seed=args.seed,
                            image_size=tuple(args.image_size) if args.image_size else None,
                            lesion_fraction=args.lesion_fraction, workers=args.workers,
-                           studies_per_patient=(lo, hi), progress=not args.quiet, preview=args.preview)
+                           studies_per_patient=(lo, hi), progress=not args.quiet, preview=args.preview,
+                           pair_variation="positioning-only" if args.positioning_only else "realistic")
     except (PermissionError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     sys.stdout.write(json.dumps(summary) + "\n")

@@ -8,6 +8,7 @@ in any process, in any order, with the same result.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -29,6 +30,16 @@ DEVICES = {
                 ("GE MEDICAL SYSTEMS", "Senographe Essential", 2294, 1914, 0.1)),
 }
 DEFAULT_SIZE = (3328, 2560)
+
+# How the two breasts of a patient differ (``generate(pair_variation=...)``):
+# "realistic": they share the low-frequency tissue pattern only; outline (shape jitter, own
+#   compression), fine texture and vessels are each breast's own, so a normal pair is alike but
+#   never identical;
+# "positioning-only": the right breast is the exact mirror of the left one (same outline and
+#   compression, same fine texture and vessels; a lesion, if any, stays on its side); only each
+#   image's positioning (rotation, shift, scale) and detector noise differ, so the true left/right
+#   registration is exactly ``positioning.pair_matrix``.
+PAIR_VARIATIONS = ("realistic", "positioning-only")
 
 
 def rng_for(seed: int, index: int, *key: int) -> np.random.Generator:
@@ -64,6 +75,7 @@ class PatientPlan:
     lesion_side: str | None
     shapes: dict = field(default_factory=dict)      # {view: {laterality: BreastShape}}
     studies: list = field(default_factory=list)
+    pair_variation: str = "realistic"               # one of PAIR_VARIATIONS
 
     @property
     def outcome(self) -> str:
@@ -71,7 +83,10 @@ class PatientPlan:
 
 
 def plan_patient(seed: int, index: int, layout: str = "vindr", image_size=None,
-                 lesion_fraction: float = 0.3, studies_per_patient=(1, 2)) -> PatientPlan:
+                 lesion_fraction: float = 0.3, studies_per_patient=(1, 2),
+                 pair_variation: str = "realistic") -> PatientPlan:
+    if pair_variation not in PAIR_VARIATIONS:
+        raise ValueError(f"pair_variation must be one of {', '.join(PAIR_VARIATIONS)}, got {pair_variation!r}")
     rng = rng_for(seed, index, 0)
     device = DEVICES[layout][int(rng.random() < 0.3)]
     if image_size is None:
@@ -88,11 +103,13 @@ def plan_patient(seed: int, index: int, layout: str = "vindr", image_size=None,
     n_studies = int(rng.integers(lo, hi + 1))
     plan = PatientPlan(seed, index, int(rng.integers(40, 76)), density, beta, device, rows, cols,
                        float(spacing), int(rng.choice([12, 14], p=[0.6, 0.4])),
-                       "test" if rng.random() < 0.2 else "training", lesion, side)
+                       "test" if rng.random() < 0.2 else "training", lesion, side,
+                       pair_variation=pair_variation)
     size = float(rng.random())
     for view in VIEWS:
         base = anatomy.sample_shape(rng, view, (rows, cols), size)
-        plan.shapes[view] = {"L": base, "R": base.mirrored_variant(rng)}
+        variant = base.mirrored_variant(rng)   # drawn in every mode: later draws stay the same
+        plan.shapes[view] = {"L": base, "R": base if pair_variation == "positioning-only" else variant}
     year = int(rng.integers(2012, 2020))
     for k in range(n_studies):
         last = k == n_studies - 1
@@ -186,6 +203,26 @@ def _anatomy_strip(plan, shape, tf, low, var_low, zf, var_fine, y0, val, mask, s
     skin[...] = geo.skin_distance
 
 
+FINE_MARGIN = 0.15   # the breast-frame texture grid extends this many image heights on each side
+
+
+def _positioned_fine_field(rng, tf, shape, beta):
+    """The fine texture drawn on a breast-frame grid larger than the image (margin for the
+    positioning) and resampled into the image through ``tf`` (cubic spline).  Scaled so that its
+    variance matches ``tissue.fine_field`` on the image's own grid (the variance of that field
+    grows with the grid's area)."""
+    rows, cols = shape
+    pad = int(np.ceil(FINE_MARGIN * rows))
+    grid = (rows + 2 * pad, cols + 2 * pad)
+    field, var = tissue.fine_field(rng, grid, beta, image_rows=rows)
+    ratio = rows * cols / float(grid[0] * grid[1])
+    m = positioning.image_to_breast_matrix(tf)
+    out = affine_transform(field, m[:2, :2], offset=m[:2, 2] + pad, output_shape=shape, order=3,
+                           mode="nearest")
+    out *= np.float32(np.sqrt(ratio))
+    return out.astype(np.float32, copy=False), var * ratio
+
+
 def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> RenderedImage:
     f32 = np.float32
     rows, cols = plan.rows, plan.cols
@@ -194,10 +231,18 @@ def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> R
     tf = positioning.sample_transform(rng, (rows, cols))
     shape = plan.shapes[view][laterality]
     sp = plan.spacing_mm
+    identical = plan.pair_variation == "positioning-only"
 
     low, var_low = tissue.shared_low_field(rng_for(plan.seed, plan.index, 2, VIEWS.index(view)),
                                            (rows, cols), plan.beta)
-    zf, var_fine = tissue.fine_field(rng, (rows, cols), plan.beta)
+    if identical:
+        # One breast for both sides: compression and fine texture drawn once per study and
+        # view, the texture in the breast frame and carried into the image by its positioning.
+        shared = rng_for(plan.seed, plan.index, 6, study, VIEWS.index(view))
+        tf = dataclasses.replace(tf, compression=float(shared.uniform(0.95, 1.05)))
+        zf, var_fine = _positioned_fine_field(shared, tf, (rows, cols), plan.beta)
+    else:
+        zf, var_fine = tissue.fine_field(rng, (rows, cols), plan.beta)
     val = np.empty((rows, cols), dtype=f32)
     mask = np.empty((rows, cols), dtype=bool)
     skin = np.empty((rows, cols), dtype=f32)
@@ -208,7 +253,8 @@ def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> R
                        val[y0:y1], mask[y0:y1], skin[y0:y1], None if pectoral is None else pectoral[y0:y1])
     del zf
     # Vessels: fixed per breast and view (the same in priors), faded in the pectoral muscle.
-    paths = vessels.vessel_paths(rng_for(plan.seed, plan.index, 5, VIEWS.index(view), "LR".index(laterality)),
+    vessel_side = 0 if identical else "LR".index(laterality)
+    paths = vessels.vessel_paths(rng_for(plan.seed, plan.index, 5, VIEWS.index(view), vessel_side),
                                  shape, sp)
     lines = vessels.draw_vessels(paths, tf, (rows, cols))
     if pectoral is not None:
@@ -270,8 +316,10 @@ def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> R
 
 
 def render_exam(seed: int, index: int = 0, image_size=None, layout: str = "vindr",
-                lesion_fraction: float = 0.3, studies_per_patient=(1, 2)):
+                lesion_fraction: float = 0.3, studies_per_patient=(1, 2),
+                pair_variation: str = "realistic"):
     """All images of one patient in memory: (plan, [[RenderedImage x4] per study])."""
-    plan = plan_patient(seed, index, layout, image_size, lesion_fraction, studies_per_patient)
+    plan = plan_patient(seed, index, layout, image_size, lesion_fraction, studies_per_patient,
+                        pair_variation)
     return plan, [[render_image(plan, k, lat, view) for lat, view in IMAGE_ORDER]
                   for k in range(len(plan.studies))]

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import preview as preview_mod
-from .exam import IMAGE_ORDER, plan_patient, render_image
+from .exam import IMAGE_ORDER, PAIR_VARIATIONS, plan_patient, render_image
 from .layouts import LAYOUTS, atomic_write_json
 
 GT_DROP = ("table_rows",)          # layout-private fields kept out of ground_truth.json
@@ -21,10 +21,10 @@ def default_workers() -> int:
 
 def _patient_job(job: tuple) -> dict:
     """Render and write one patient (runs in a worker process)."""
-    layout_name, out, seed, index, image_size, lesion_fraction, studies, want_thumbs = job
+    layout_name, out, seed, index, image_size, lesion_fraction, studies, want_thumbs, variation = job
     out = Path(out)
     layout = LAYOUTS[layout_name]
-    plan = plan_patient(seed, index, layout_name, image_size, lesion_fraction, studies)
+    plan = plan_patient(seed, index, layout_name, image_size, lesion_fraction, studies, variation)
     ids = layout.ids(plan)
     images, thumbs = [], []
     for k in range(len(plan.studies)):
@@ -76,12 +76,16 @@ def _pick_preview(seed, patients, layout, image_size, lesion_fraction, studies, 
 
 def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int = 0, image_size=None,
              lesion_fraction: float = 0.3, workers: int = 1, studies_per_patient=(1, 2),
-             progress: bool = True, preview=None) -> dict:
+             progress: bool = True, preview=None, pair_variation: str = "realistic") -> dict:
     """Write ``patients`` synthetic patients in ``layout`` under ``out``; returns a summary.
 
     image_size: None for detector sizes (3328x2560 or 2294x1914), or (rows, cols).
     studies_per_patient: (min, max) screening studies per patient.
     preview: path of a contact-sheet PNG of a few exams, or None.
+    pair_variation: "realistic" (default: the two breasts share only the low-frequency tissue
+    pattern) or "positioning-only" (the right breast is the left one mirrored; the two images
+    differ only by their positioning and detector noise, and a lesion if any); see
+    ``exam.PAIR_VARIATIONS``.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
@@ -91,6 +95,8 @@ def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int =
         raise ValueError(f"lesion_fraction must be in [0, 1], got {lesion_fraction}")
     if image_size is not None and (len(image_size) != 2 or min(image_size) < 64):
         raise ValueError(f"image_size must be (rows, cols) of at least 64, got {image_size}")
+    if pair_variation not in PAIR_VARIATIONS:
+        raise ValueError(f"pair_variation must be one of {', '.join(PAIR_VARIATIONS)}, got {pair_variation!r}")
     lo, hi = studies_per_patient
     if not 1 <= lo <= hi:
         raise ValueError(f"studies_per_patient must be (min, max) with 1 <= min <= max, got {studies_per_patient}")
@@ -99,8 +105,8 @@ def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int =
     _check_out(out)
     size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
     show = _pick_preview(seed, patients, layout, size, lesion_fraction, (lo, hi)) if preview else set()
-    jobs = [(layout, str(out), int(seed), i, size, float(lesion_fraction), (lo, hi), i in show)
-            for i in range(int(patients))]
+    jobs = [(layout, str(out), int(seed), i, size, float(lesion_fraction), (lo, hi), i in show,
+             pair_variation) for i in range(int(patients))]
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), desc=f"synth {layout}", unit="patient", disable=not progress)
     results = []
@@ -119,7 +125,10 @@ def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int =
     LAYOUTS[layout].write_tables(out, images)
     gt = {"generator": "ingest.synth", "layout": layout, "seed": int(seed), "patients": int(patients),
           "image_size": list(size) if size else None, "lesion_fraction": float(lesion_fraction),
-          "studies_per_patient": [lo, hi], "box_format": "[xmin, ymin, xmax, ymax], max exclusive",
+          "studies_per_patient": [lo, hi],
+          # Recorded only when not the default, so that default outputs keep their bytes.
+          **({"pair_variation": pair_variation} if pair_variation != "realistic" else {}),
+          "box_format": "[xmin, ymin, xmax, ymax], max exclusive",
           "images": [{k: v for k, v in im.items() if k not in GT_DROP} for im in images]}
     atomic_write_json(out / "ground_truth.json", gt)
     if preview:

@@ -99,19 +99,24 @@ def shared_low_field(rng: np.random.Generator, image_shape: tuple[int, int], bet
     return field, var
 
 
-def fine_field(rng: np.random.Generator, image_shape: tuple[int, int], beta: float):
-    """The high-frequency part at full resolution (independent per image), and its variance."""
+def fine_field(rng: np.random.Generator, image_shape: tuple[int, int], beta: float,
+               image_rows: int | None = None):
+    """The high-frequency part at full resolution (independent per image), and its variance.
+
+    ``image_rows``: the image height that frequencies are counted against when the grid is
+    larger than the image (default: the grid's own rows).
+    """
     rows, cols = image_shape
-    amp = _fine_amplitude(rows, cols, round(float(beta), 6))
+    amp = _fine_amplitude(rows, cols, round(float(beta), 6), int(image_rows or rows))
     field = _filtered_noise(rng, rows, cols, amp)
     var = float(np.sum((amp ** 2) * _hermitian_weight(cols, amp.shape[1])[None, :]))
     return field, var
 
 
 @lru_cache(maxsize=2)
-def _fine_amplitude(rows: int, cols: int, beta: float) -> np.ndarray:
+def _fine_amplitude(rows: int, cols: int, beta: float, image_rows: int) -> np.ndarray:
     """Amplitudes of the fine part (cached: all images of a patient share them)."""
-    k = _radial_frequency(rows, cols) * np.float32(rows)
+    k = _radial_frequency(rows, cols) * np.float32(image_rows)
     amp = _power_law_amplitude(k, beta) * np.sqrt(1.0 - _low_weight(k)).astype(np.float32)
     amp *= _orientation(rows, cols, ANISOTROPY_FINE)
     amp.setflags(write=False)
