@@ -48,13 +48,18 @@ def _compressors():
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a zombie, killed but not reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def digest(value, length: int = 16) -> str:

@@ -103,8 +103,9 @@ def test_killed_run_resumes_to_the_same_manifest(dataset, reference, client, tmp
            str(dataset), "--out", str(tmp_path / "out"), "--cache-dir", str(cache), "--size", "64",
            "--out-shape", "x".join(map(str, OUT_SHAPE)), "--shard-size", "16", "--workers", "1",
            "--no-progress"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+    log = open(tmp_path / "killed-run.log", "wb")
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=Path(__file__).resolve().parents[1])
     pairs_dir = None
     try:
         deadline = time.monotonic() + 120
@@ -119,13 +120,17 @@ def test_killed_run_resumes_to_the_same_manifest(dataset, reference, client, tmp
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
-    assert pairs_dir is not None, "the run ended before two pairs were cached"
+        log.close()
+    output = (tmp_path / "killed-run.log").read_text(errors="replace")[-2000:]
+    assert pairs_dir is not None, f"the run ended before two pairs were cached:\n{output}"
     cached = len([p for p in pairs_dir.iterdir() if not p.name.startswith(".")])
     assert cached < ref_report["pairs"]["formed"], "killed too late to test a resume"
     assert not (tmp_path / "out" / "manifest.json").exists()
 
     report = build_shards(config(dataset, tmp_path / "out", cache), client=client)
-    assert report["pairs"]["from_cache"] >= 2
-    assert report["pairs"]["from_cache"] + report["pairs"]["registered"] == ref_report["pairs"]["formed"]
-    assert not [p for p in pairs_dir.iterdir() if p.name.startswith(".tmp-")]
+    assert report["pairs"]["from_cache"] >= 2, report["pairs"]
+    assert report["pairs"]["from_cache"] + report["pairs"]["registered"] == \
+        ref_report["pairs"]["formed"], report["pairs"]
+    leftovers = [p.name for p in pairs_dir.iterdir() if p.name.startswith(".tmp-")]
+    assert not leftovers, leftovers
     assert shard_hashes(tmp_path / "out") == shard_hashes(ref_dir / "out")
