@@ -179,3 +179,18 @@ def test_generated_breast_repositioned_at_full_size():
     fixed = np.where(fixed_mask, np.clip(noisy, 1, 65535), 0).astype(np.uint16)
     reg = rg.register_pair(fixed, left.pixels, fixed_mask, left.mask)
     assert rg.corner_error(reg.transform, truth, FULL) <= 1.0
+
+
+def test_bench_exam_report_sets_side_by_side(capsys):
+    from ingest import register_bench
+
+    configs = {"naive: previous default": {**register_bench.PREVIOUS, "shrink": (2, 1)},
+               "default": QUARTER}
+    results = register_bench.exam_report(1, SMALL, 1, configs=configs)
+    assert list(results) == ["positioning-only", "realistic"]
+    rows = {v: {r["config"]: r for r in results[v][0]} for v in results}
+    # Identical sides under known positioning: far more accurate than realistic sides.
+    assert rows["positioning-only"]["default"]["corner_px"] < 0.5
+    assert rows["positioning-only"]["default"]["corner_px"] < rows["realistic"]["default"]["corner_px"]
+    out = capsys.readouterr().out
+    assert "truth check, positioning-only" in out and "truth check, realistic" in out
