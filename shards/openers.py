@@ -9,8 +9,8 @@
 
 Opening retries transient failures (connection refused or reset, timeouts, HTTP 5xx/429) with
 exponential backoff; a missing object raises ``FileNotFoundError`` naming the URL at once.
-Importing this module registers an ``s3`` handler in webdataset's ``gopen``, so stock
-``webdataset.WebDataset(["s3://bucket/train-000000.tar"])`` works. Shard names taken from a
+``register_gopen()`` adds an ``s3`` handler to webdataset's ``gopen`` (done at import when
+webdataset is already loaded), so stock ``webdataset.WebDataset(["s3://bucket/x.tar"])`` works. Shard names taken from a
 manifest are plain names: ``pipe:`` URLs or paths are never built from them (see manifest.py).
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import http.client
 import io
 import os
 import socket
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -296,4 +297,7 @@ def register_gopen() -> None:
     importlib.import_module("webdataset.gopen").gopen_schemes["s3"] = gopen_s3
 
 
-register_gopen()
+# webdataset imports torch (about 2 s and 600 MB per process): register now only when it is
+# already loaded, so that writers and Dask workers which never read through webdataset stay lean.
+if "webdataset" in sys.modules:
+    register_gopen()

@@ -82,6 +82,7 @@ def test_writer_and_manifest_write_straight_to_s3(s3_server, tmp_path):
 
 def test_stream_from_s3_through_webdataset(s3_server, tmp_path):
     wds = pytest.importorskip("webdataset")
+    openers.register_gopen()
     keys = _local_set(tmp_path, fmt="png")
     bucket = s3_server.new_bucket()
     assert upload.upload(tmp_path, f"s3://{bucket}/p").ok
