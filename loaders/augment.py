@@ -111,8 +111,8 @@ def crop_boxes(batch: int, height: int, width: int, spec: AugmentSpec,
 
 
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int,
-                 hflip: torch.Tensor | None = None,
-                 vflip: torch.Tensor | None = None) -> torch.Tensor:
+                 hflip: torch.Tensor | None = None, vflip: torch.Tensor | None = None,
+                 shared: bool = False) -> torch.Tensor:
     """Crop ``boxes`` out of ``[B, C, H, W]``, resize each to ``size`` (linear filter that
     averages when shrinking; the whole patch at its own size comes back unchanged) and mirror
     the samples flagged in ``hflip`` / ``vflip`` (bool ``[B]``, flips commute with the
@@ -125,20 +125,21 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int,
     if boxes.shape[0] == 0:
         return images.new_zeros((0, images.shape[1], size, size))
     if images.device.type == "cpu":
-        return crop_interpolate(images, boxes, size, hflip, vflip)
+        return crop_interpolate(images, boxes, size, hflip, vflip, shared)
     return _flip(crop_roi_align(images, boxes, size), hflip, vflip)
 
 
 def crop_interpolate(images: torch.Tensor, boxes: torch.Tensor, size: int,
-                     hflip: torch.Tensor | None = None,
-                     vflip: torch.Tensor | None = None) -> torch.Tensor:
+                     hflip: torch.Tensor | None = None, vflip: torch.Tensor | None = None,
+                     shared: bool = False) -> torch.Tensor:
     """The CPU resize, one ``interpolate`` call per sample into a preallocated batch.
 
     The antialiased kernel only differs from plain bilinear when it shrinks (its support grows
     with the scale; at or above scale 1 the weights are the bilinear ones, same values to 1e-7),
     and it costs twice as much, so it runs only for crops larger than ``size``.
     """
-    out = images.new_empty((images.shape[0], images.shape[1], size, size))
+    shape = (images.shape[0], images.shape[1], size, size)
+    out = empty_shared(shape) if shared else images.new_empty(shape)
     n = boxes.shape[0]
     hf = [False] * n if hflip is None else hflip.tolist()
     vf = [False] * n if vflip is None else vflip.tolist()
@@ -153,6 +154,14 @@ def crop_interpolate(images: torch.Tensor, boxes: torch.Tensor, size: int,
         dims = [d for d, on in ((-1, hf[i]), (-2, vf[i])) if on]
         out[i] = y.flip(dims) if dims else y
     return out
+
+
+def empty_shared(shape: tuple) -> torch.Tensor:
+    """An uninitialised float32 CPU tensor in shared memory, as torch's ``default_collate``
+    allocates a worker's batch: sent to the main process without a copy."""
+    numel = math.prod(shape)
+    storage = torch.empty(0)._typed_storage()._new_shared(numel, device="cpu")
+    return torch.empty(0).new(storage).view(shape)
 
 
 def crop_roi_align(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -187,11 +196,13 @@ def photometric(x: torch.Tensor, gamma: torch.Tensor | None,
     return x
 
 
-def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator,
+                  shared: bool = False) -> torch.Tensor:
     """Augment a float ``[B, C, H, W]`` batch in ``[0, 1]`` (any device); random draws are made
     on the CPU ``generator`` so a seed gives the same batch on every device. On the CPU the
     crop, resize and flips are one pass into a new batch and the photometric steps run in place
-    on it (``x`` itself is only overwritten when no crop or flip was needed)."""
+    on it (``x`` is never overwritten). ``shared``: that new batch is allocated in shared memory
+    (CPU only; a DataLoader worker's output)."""
     b, _, height, width = x.shape
     boxes = crop_boxes(b, height, width, spec, generator)
     g = _log_uniform(b, spec.gamma, generator)
@@ -201,7 +212,7 @@ def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator
     identity_crop = (spec.size == height == width) and bool(
         (boxes == torch.tensor([0.0, 0.0, width, height])).all())
     if not identity_crop or bool(hflip.any()) or bool(vflip.any()):
-        x = resized_crop(x, boxes, spec.size, hflip, vflip)
+        x = resized_crop(x, boxes, spec.size, hflip, vflip, shared and x.device.type == "cpu")
     elif spec.gamma != (1.0, 1.0) or spec.contrast != (1.0, 1.0):
         x = x.clone()   # the caller's batch stays as it was (ssl augments it twice)
     return photometric(x, g if spec.gamma != (1.0, 1.0) else None,

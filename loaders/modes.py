@@ -44,13 +44,13 @@ def decode(mode: str, sample: dict, where: str):
 def assemble(mode: str, examples: list, batch_index: int) -> dict:
     """``examples``: ``(images, meta, key, side, is_pad)`` -> a uint16 batch (numpy, picklable)."""
     if mode == "pairs":
-        pixels = np.stack([np.stack(images) for images, *_ in examples])
+        pixels = _stack([images for images, *_ in examples])
         keys = [key for _, _, key, _, _ in examples]
     elif mode == "ssl":
-        pixels = np.stack([images[side][None] for images, _, _, side, _ in examples])
+        pixels = _stack([images[side:side + 1] for images, _, _, side, _ in examples])
         keys = [f"{key}/{SIDES[side]}" for _, _, key, side, _ in examples]
     else:
-        pixels = np.stack([images[0][None] for images, *_ in examples])
+        pixels = _stack([images[:1] for images, *_ in examples])
         keys = [key for _, _, key, _, _ in examples]
     metas = [meta for _, meta, _, _, _ in examples]
     out = {"pixels": pixels,
@@ -64,9 +64,23 @@ def assemble(mode: str, examples: list, batch_index: int) -> dict:
     return out
 
 
+def _stack(examples: list[list[np.ndarray]]) -> np.ndarray:
+    """``[B, C, H, W]`` from B lists of C images, written once into one array (np.stack of
+    stacks costs two copies and a temporary per example)."""
+    first = examples[0][0]
+    out = np.empty((len(examples), len(examples[0])) + first.shape, dtype=first.dtype)
+    for i, images in enumerate(examples):
+        for c, image in enumerate(images):
+            out[i, c] = image
+    return out
+
+
 def finish(mode: str, raw: dict, spec: AugmentSpec, *, seed: int, epoch: int, rank: int,
-           device=None) -> dict:
-    """uint16 batch -> float32 batch on ``device``, augmented (the torch backend's last step)."""
+           device=None, shared: bool = False) -> dict:
+    """uint16 batch -> float32 batch on ``device``, augmented (the torch backend's last step).
+
+    ``shared``: write the augmented batches straight into shared memory (a DataLoader worker's
+    output is moved there anyway; allocated there, it is not copied)."""
     pixels = raw["pixels"]
     if device is not None and torch.device(device).type != "cpu":
         pixels = torch.from_numpy(pixels).to(device, non_blocking=True)
@@ -75,13 +89,16 @@ def finish(mode: str, raw: dict, spec: AugmentSpec, *, seed: int, epoch: int, ra
     out = {k: raw[k] for k in ("key", "meta", "batch_index")}
     out["is_pad"] = torch.from_numpy(raw["is_pad"])
     if mode == "pairs":
-        x = augment_batch(x, spec, batch_generator(seed, epoch, rank, j))
+        x = augment_batch(x, spec, batch_generator(seed, epoch, rank, j), shared=shared)
         out["left"], out["right"] = x[:, :1], x[:, 1:]
         out["area"] = torch.from_numpy(raw["area"])
     elif mode == "ssl":
-        out["view1"] = augment_batch(x, spec, batch_generator(seed, epoch, rank, j, 1))
-        out["view2"] = augment_batch(x, spec, batch_generator(seed, epoch, rank, j, 2))
+        out["view1"] = augment_batch(x, spec, batch_generator(seed, epoch, rank, j, 1),
+                                     shared=shared)
+        out["view2"] = augment_batch(x, spec, batch_generator(seed, epoch, rank, j, 2),
+                                     shared=shared)
     else:
-        out["image"] = augment_batch(x, spec, batch_generator(seed, epoch, rank, j))
+        out["image"] = augment_batch(x, spec, batch_generator(seed, epoch, rank, j),
+                                     shared=shared)
         out["label"] = torch.from_numpy(raw["label"])
     return out
