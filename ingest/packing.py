@@ -31,14 +31,16 @@ def _roi_boxes(rois: list) -> np.ndarray:
     return np.array([r[:4] for r in rois], dtype=np.float64).reshape(-1, 4)
 
 
-def tile_entry(entry: str, cache: PairCache, size: int, stride: int, max_background: float,
-               max_border_xor: float) -> dict:
-    """Grid tiles of one cached pair that pass the rules, as index rows (no pixels)."""
+def tile_rows(entry: str, attrs: dict, masks: np.ndarray, size: int, stride: int,
+              max_background: float, max_border_xor: float) -> dict:
+    """Grid tiles of one registered pair that pass the rules, as index rows (no pixels).
+
+    ``attrs`` are the pair's cache attributes and ``masks`` its (2, H, W) breast masks: from
+    the cache (``tile_entry``) or still in memory right after registration (``prepare_pair``).
+    """
     from ingest import abnormal, tiling
 
-    t = time.perf_counter()
-    attrs = cache.attrs(entry)
-    masks = cache.read_masks(entry)
+    masks = np.asarray(masks, dtype=bool)
     # The rules look at the masks only (the images are checked for shape): no pixel read here.
     result = tiling.tile_pair(masks[0], masks[1], masks[0], masks[1], size=size, stride=stride,
                               max_background=max_background, max_border_xor=max_border_xor)
@@ -50,8 +52,16 @@ def tile_entry(entry: str, cache: PairCache, size: int, stride: int, max_backgro
              float(result.background[i, 1]), float(areas["left"][i]), float(areas["right"][i]),
              float(areas["pair"][i])) for i in range(len(result))]
     dropped = {str(k): int(v) for k, v in result.dropped.items()}
-    return {"entry": entry, "rows": rows, "total": int(result.total),
-            "dropped": dropped, "seconds": {"tile": time.perf_counter() - t}}
+    return {"entry": entry, "rows": rows, "total": int(result.total), "dropped": dropped}
+
+
+def tile_entry(entry: str, cache: PairCache, size: int, stride: int, max_background: float,
+               max_border_xor: float) -> dict:
+    """``tile_rows`` of one cached pair (its attributes and masks read from the cache)."""
+    t = time.perf_counter()
+    result = tile_rows(entry, cache.attrs(entry), cache.read_masks(entry), size, stride,
+                       max_background, max_border_xor)
+    return {**result, "seconds": {"tile": time.perf_counter() - t}}
 
 
 # ------------------------------------------------------------------ the patch index

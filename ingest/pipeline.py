@@ -6,8 +6,9 @@ Stages (each a set of Dask tasks with a progress bar, except where noted):
 2. ``pairs``    (driver) left/right pairing per (patient, study, view);
 3. ``register`` one task per pair: decode both DICOMs, normalise, register (the side with ROIs is
    fixed), write the pair to the zarr cache; pairs already cached are not recomputed;
-4. ``tile``     one task per pair that passes the quality check: grid tiles, background and border
-   rules, abnormal area A; returns index rows (numbers, never pixels);
+4. ``tile``     grid tiles, background and border rules, abnormal area A as index rows (numbers,
+   never pixels): a newly registered pair is tiled inside its register task from the masks in
+   memory; a pair from the cache gets one tile task, which reads its masks back;
 5. ``pack``     (driver) patient-level split, a seeded permutation per split, cut into shards;
    one task per shard reads its tiles from the cache, encodes and writes the shard;
 6. ``manifest`` (driver) written last, then ``report.json``.
@@ -17,6 +18,7 @@ depend on the number of workers.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -50,7 +52,7 @@ def register_defaults() -> dict:
 
 @dataclass
 class RegistrationSettings:
-    transform: str | None = None      # None: register.py's default ("rigid")
+    transform: str | None = None      # None: register.py's default ("similarity")
 
     def kwargs(self) -> dict:
         settings = register_defaults()
@@ -135,9 +137,12 @@ def _roi_area(img) -> float:
 
 
 def prepare_pair(pair: ExamPair, cache: PairCache, settings: RegistrationSettings,
-                 out_shape=DEFAULT_OUT_SHAPE) -> dict:
+                 out_shape=DEFAULT_OUT_SHAPE, tiling: dict | None = None) -> dict:
     """Decode, normalise and register one pair into the cache; a small summary comes back.
 
+    With ``tiling`` (``packing.tile_rows``'s size, stride, max_background, max_border_xor) a
+    newly registered pair is also tiled from the masks still in memory, its index rows returned
+    under ``"tiled"``: the tile stage then only reads the masks of pairs found in the cache.
     Expected failures (unreadable file, no breast, registration error) come back as
     ``{"status": "failed", "reason", "detail", "item"}``, never as exceptions.
     """
@@ -217,6 +222,12 @@ def prepare_pair(pair: ExamPair, cache: PairCache, settings: RegistrationSetting
     cache.write(name, np.stack([pixels["left"], pixels["right"]]),
                 np.stack([masks["left"], masks["right"]]), attrs)
     seconds["cache_write"] = time.perf_counter() - t
+    if tiling is not None:
+        t = time.perf_counter()
+        stored = json.loads(json.dumps(attrs))   # the values tile_entry would read back
+        result["tiled"] = packing.tile_rows(name, stored, np.stack([masks["left"], masks["right"]]),
+                                            **tiling)
+        seconds["tile"] = time.perf_counter() - t
     return {**result, "status": "registered", "quality": quality}
 
 
@@ -289,12 +300,13 @@ def run_stage(client, name: str, func, items, *, progress: bool = True, **kwargs
 # ------------------------------------------------------------------ the build
 
 
-def _register_stage(config: BuildConfig, rep, c, cache: PairCache, pairs) -> list:
+def _register_stage(config: BuildConfig, rep, c, cache: PairCache, pairs,
+                    tiling: dict | None = None) -> list:
     """Register (or reuse) every pair; returns the accepted ``(pair, result)`` in pair order."""
     with rep.stage("register"):
         prepared = run_stage(c, "register", prepare_pair, pairs, progress=config.progress,
                              cache=cache, settings=config.registration,
-                             out_shape=tuple(config.out_shape))
+                             out_shape=tuple(config.out_shape), tiling=tiling)
     accepted = []
     for pair, res in zip(pairs, prepared):
         rep.pair_prepared(res)
@@ -367,14 +379,20 @@ def build_shards(config: BuildConfig, client=None) -> dict:
     out, cache_root, cache, rep = _start(config, params)
     pairs = _exams_and_pairs(config, rep, cache_root)
     with _client_or(client, config) as c:
-        accepted = _register_stage(config, rep, c, cache, pairs)
+        tiling = {"size": int(config.size), "stride": config.effective_stride,
+                  "max_background": float(config.max_background),
+                  "max_border_xor": float(config.max_border_xor)}
+        accepted = _register_stage(config, rep, c, cache, pairs, tiling)
+        # Newly registered pairs come back tiled; only pairs from the cache are tiled here.
+        tiled = [res.get("tiled") for _, res in accepted]
+        todo = [i for i, t in enumerate(tiled) if t is None]
         with rep.stage("tile"):
-            tiled = run_stage(c, "tile", packing.tile_entry, [res["entry"] for _, res in accepted],
-                              progress=config.progress, cache=cache, size=config.size,
-                              stride=config.effective_stride,
-                              max_background=config.max_background,
-                              max_border_xor=config.max_border_xor)
-        rep.task_seconds(tiled)
+            read_back = run_stage(c, "tile", packing.tile_entry,
+                                  [accepted[i][1]["entry"] for i in todo],
+                                  progress=config.progress, cache=cache, **tiling)
+        for i, t in zip(todo, read_back):
+            tiled[i] = t
+        rep.task_seconds(read_back)
         rep.tiles(tiled)
         index = packing.build_index(
             [(pair.patient, t) for (pair, _), t in zip(accepted, tiled)], seed=config.seed)
