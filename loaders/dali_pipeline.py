@@ -252,13 +252,14 @@ def _apply_photometric(out: dict) -> dict:
 
 
 def _to_batch(mode, out: dict, j: int, per_batch: int, real: int, bits: int, device) -> dict:
-    metas = [json.loads(bytes(row.numpy().tobytes())) for row in out["meta"]]
+    # one numpy view per batch, rows sliced from it (per-row tensor -> numpy calls cost more)
+    metas = [json.loads(row.tobytes()) for row in out["meta"].numpy()]
     for m in metas:
         if int(m["bits"]) != bits:
             raise ValueError(f"sample has bits={m['bits']}, the DALI pipeline scales by "
                              f"{bits}: shard sets with mixed bit depths need the torch backend")
     pad = torch.arange(j * per_batch, (j + 1) * per_batch) >= real
-    out_keys = [_source_key(row) for row in out["source"]]
+    out_keys = [_source_key(row) for row in out["source"].numpy()]
     batch = {"meta": metas, "batch_index": j}
     if mode == "pairs":
         x = out["pixels"]
@@ -275,8 +276,8 @@ def _to_batch(mode, out: dict, j: int, per_batch: int, real: int, bits: int, dev
     return _to_device(batch, device)
 
 
-def _source_key(row: torch.Tensor) -> str:
-    member = row.numpy().tobytes().rstrip(b"\0").decode("utf-8").rsplit(":", 1)[-1]
+def _source_key(row: np.ndarray) -> str:
+    member = row.tobytes().rstrip(b"\0").decode("utf-8").rsplit(":", 1)[-1]
     return member.split(".", 1)[0]
 
 

@@ -73,3 +73,37 @@ def test_bad_specs_are_refused():
         AugmentSpec(gamma=(1.2, 0.8))
     with pytest.raises(ValueError, match="hflip"):
         AugmentSpec(hflip=2.0)
+
+
+def test_flips_applied_in_the_resize_equal_flipping_afterwards():
+    x = torch.rand(4, 2, 30, 30)
+    boxes = torch.tensor([[2, 3, 27, 28]] * 4, dtype=torch.float32)
+    hflip = torch.tensor([True, False, True, False])
+    vflip = torch.tensor([True, True, False, False])
+    plain = crop_interpolate(x, boxes, 20)
+    flipped = crop_interpolate(x, boxes, 20, hflip, vflip, shared=True)
+    assert flipped.is_shared()
+    assert torch.equal(flipped[0], plain[0].flip(-1, -2))
+    assert torch.equal(flipped[1], plain[1].flip(-2))
+    assert torch.equal(flipped[2], plain[2].flip(-1))
+    assert torch.equal(flipped[3], plain[3])
+
+
+def test_plain_bilinear_when_enlarging_matches_the_antialiased_kernel():
+    import torch.nn.functional as F
+
+    x = torch.rand(1, 2, 40, 40)
+    out = crop_interpolate(x, torch.tensor([[4.0, 6.0, 34.0, 31.0]]), 48)
+    ref = F.interpolate(x[:, :, 6:31, 4:34], size=(48, 48), mode="bilinear", antialias=True,
+                        align_corners=False)
+    assert torch.allclose(out, ref, atol=1e-6)
+
+
+def test_photometric_keeps_zero_and_one_and_skips_fixed_steps():
+    from loaders.augment import photometric
+
+    x = torch.tensor([0.0, 0.25, 1.0]).view(1, 1, 1, 3)
+    out = photometric(x.clone(), torch.tensor([1.7]), None)
+    assert out.flatten().tolist()[0] == 0.0 and out.flatten().tolist()[2] == 1.0
+    assert abs(out.flatten()[1].item() - 0.25 ** 1.7) < 1e-6
+    assert torch.equal(photometric(x.clone(), None, None), x)
