@@ -60,10 +60,16 @@ def run_child(base: Path, data_cache: Path, patients: int, workers: int, opts) -
            str(opts.size), "--out-shape", "x".join(map(str, opts.out_shape))]
     if opts.image_size:
         cmd += ["--image-size", "x".join(map(str, opts.image_size))]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # CPU seconds of the whole build (driver, scheduler and workers: every process of the
+    # build is waited for); unlike wall time, it hardly depends on other jobs on the machine.
+    result["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result
 
 
 def generate_once(data_cache: Path, patients: int, opts) -> None:
@@ -77,7 +83,7 @@ def generate_once(data_cache: Path, patients: int, opts) -> None:
 
 def median_of(runs: list[dict]) -> dict:
     med = dict(runs[0])
-    for key in ("wall", "pairs_per_second", "driver_peak_mb"):
+    for key in ("wall", "pairs_per_second", "driver_peak_mb", "cpu"):
         med[key] = statistics.median(r[key] for r in runs)
     med["task_seconds"] = {s: statistics.median(r["task_seconds"].get(s, 0.0) for r in runs)
                            for s in STAGES}
@@ -119,12 +125,15 @@ def main(argv=None) -> int:
     print(f"\nbuild-shards, synthetic, {baseline['pairs']} exam pairs, {baseline['samples']} "
           f"samples at {args.size}px, out shape {args.out_shape[0]}x{args.out_shape[1]}, "
           f"median of {args.repeats}")
-    print(f"{'workers':>8} {'wall s':>8} {'pairs/s':>8} {'pairs/s/core':>13} {'ratio':>6}")
+    print(f"{'workers':>8} {'wall s':>8} {'pairs/s':>8} {'pairs/s/core':>13} {'ratio':>6} "
+          f"{'CPU s':>7} {'CPU s/pair':>11}")
     for workers, r in results.items():
         cores = min(workers, os.cpu_count() or 1)
         print(f"{workers:>8} {r['wall']:>8.1f} {r['pairs_per_second']:>8.3f} "
               f"{r['pairs_per_second'] / cores:>13.3f} "
-              f"{r['pairs_per_second'] / baseline['pairs_per_second']:>6.2f}")
+              f"{r['pairs_per_second'] / baseline['pairs_per_second']:>6.2f} "
+              f"{r['cpu']:>7.1f} {r['cpu'] / max(r['pairs'], 1):>11.3f}")
+    print("(CPU s: user + system seconds of every process of the build, driver included)")
     print("\nseconds per stage, summed over tasks (CPU time in tasks), per exam pair:")
     print(f"{'workers':>8} " + " ".join(f"{s:>11}" for s in STAGES))
     for workers, r in results.items():

@@ -247,3 +247,18 @@ def test_lookup_table_path_equals_direct_chain(kind):
     direct = nz.to_unit_range(nz.voi_values(nz.modality_values(ds), ds, "auto"), padding,
                               ds.PhotometricInterpretation == "MONOCHROME1")
     np.testing.assert_allclose(nz.unit_values(ds, stored, padding), direct, atol=1e-6)
+
+
+def test_mask_morphology_matches_scipy():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    for i in range(30):
+        noisy = rng.random((40, 30)) > 0.35
+        blobs = ndimage.gaussian_filter(rng.random((50, 45)), 2) > 0.5
+        for mask in (noisy, blobs):
+            assert np.array_equal(nz.fill_holes(mask), ndimage.binary_fill_holes(mask))
+            for it in (1, 2):
+                assert np.array_equal(
+                    nz.square_opening(mask, it),
+                    ndimage.binary_opening(mask, structure=np.ones((3, 3), bool), iterations=it))

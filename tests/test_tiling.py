@@ -63,3 +63,15 @@ def test_integral_and_shape_check():
     assert integral(m)[3, 4] == 12 and integral(m)[0].sum() == 0
     with pytest.raises(ValueError, match="shape"):
         tile_pair(m, m[:, :3], m, m, 2)
+
+
+@pytest.mark.parametrize("size,stride", [(7, 7), (7, 3), (16, 5), (40, 40)])
+def test_window_sums_match_the_full_summed_area_table(size, stride):
+    from ingest.tiling import box_sums, window_sums
+
+    rng = np.random.default_rng(size * 31 + stride)
+    mask = rng.random((83, 61)) > 0.4
+    _, _, y0, x0 = grid(mask.shape, size, stride)
+    got = window_sums(mask, y0, x0, size)
+    assert np.array_equal(got, box_sums(integral(mask), y0, x0, size))
+    assert got[0] == mask[:size, :size].sum()
