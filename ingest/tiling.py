@@ -52,16 +52,23 @@ def box_sums(table: np.ndarray, y0: np.ndarray, x0: np.ndarray, size: int) -> np
 
 def window_sums(mask: np.ndarray, y0: np.ndarray, x0: np.ndarray, size: int) -> np.ndarray:
     """``box_sums(integral(mask), y0, x0, size)``, the same integers, for a fraction of the cost:
-    the summed-area table is only needed at tile edges, so the column-wise cumulative sum (fast:
-    along rows of memory) is taken whole and the slow row-wise one only at the edge rows."""
+    the summed-area table is only needed at the tiles' edge rows, so the image is summed in
+    bands between those rows (one pass) and only those rows are accumulated along x."""
     h, w = mask.shape
     ys = np.unique(np.concatenate([y0, y0 + size]))
     xs = np.unique(np.concatenate([x0, x0 + size]))
     dtype = np.int32 if h * w < 2 ** 31 else np.int64
-    down = np.zeros((h + 1, w), dtype=dtype)
-    np.cumsum(mask, axis=0, dtype=dtype, out=down[1:])      # down[y] = mask[:y].sum(axis=0)
+    starts = np.unique(np.concatenate([[0], ys[ys < h]])).astype(np.intp)
+    if h == 0 or w == 0 or len(y0) == 0:
+        return np.zeros(len(y0), dtype=np.int64)
+    bands = np.add.reduceat(np.asarray(mask, dtype=np.uint8), starts, axis=0, dtype=dtype)
+    ends = np.append(starts[1:], h)                      # band k covers rows starts[k]:ends[k]
+    above = np.cumsum(bands, axis=0)                      # above[k] = mask[:ends[k]].sum(axis=0)
+    down = np.zeros((len(ys), w), dtype=dtype)            # down[i] = mask[:ys[i]].sum(axis=0)
+    inside = ys > 0
+    down[inside] = above[np.searchsorted(ends, ys[inside])]
     table = np.zeros((len(ys), w + 1), dtype=np.int64)
-    np.cumsum(down[ys], axis=1, out=table[:, 1:])           # table[i, x] = mask[:ys[i], :x].sum()
+    np.cumsum(down, axis=1, out=table[:, 1:])            # table[i, x] = mask[:ys[i], :x].sum()
     table = table[:, xs]
     r0, r1 = np.searchsorted(ys, y0), np.searchsorted(ys, y0 + size)
     c0, c1 = np.searchsorted(xs, x0), np.searchsorted(xs, x0 + size)
