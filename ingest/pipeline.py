@@ -250,10 +250,17 @@ def dask_client(workers: int | None = None, threads_per_worker: int = 1, schedul
         client = Client(scheduler)
         cluster = None
     else:
+        import dask
+
         n = int(workers or os.cpu_count() or 1)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=int(threads_per_worker),
-                               processes=True, silence_logs=logging.ERROR,
-                               dashboard_address="127.0.0.1:0")
+        # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's
+        # adaptive mmap threshold: every array of a few MB is then a fresh mmap whose pages
+        # fault in again, and the normalisation (full-size float images) costs about twice
+        # the CPU. Tasks free their arrays at the end, so the default allocator is kept.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=int(threads_per_worker),
+                                   processes=True, silence_logs=logging.ERROR,
+                                   dashboard_address="127.0.0.1:0")
         client = Client(cluster)
     try:
         if not quiet:
