@@ -13,7 +13,8 @@ Output contract (both backends): float32 NCHW in ``[0, 1]``. A uint16 patch is d
 
 Channels of one sample (the left and right patch of a pair) share one draw, so a pair stays
 aligned. ``AugmentSpec.identity(size)`` changes nothing but the scaling; the DALI pipeline in
-``dali_pipeline.py`` implements the same steps with DALI operators.
+``dali_pipeline.py`` implements the crop, resize and flips with DALI operators and draws contrast
+and gamma there, which ``photometric`` below then applies (one implementation for both).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The DALI backend: ``fn.readers.webdataset`` with the shards' index files, bit-exact 16-bit
-decode on the CPU, the augmentation of ``augment.py`` as DALI operators (on the GPU when there is
-one, on the CPU when ``device_id=None``), and a torch iterator.
+decode on the CPU, the augmentation of ``augment.py`` (its crop, resize, flips and scaling as DALI
+operators, on the GPU when there is one, on the CPU when ``device_id=None``; contrast and gamma
+drawn in the pipeline and applied by ``augment.photometric``), and a torch iterator.
 
 Epoch contract, the same as the torch backend's where DALI allows:
 

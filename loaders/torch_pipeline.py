@@ -4,8 +4,9 @@ augmentation batched in the main process on the training device.
 Splitting by rank and by worker is explicit and exact (``epochs.py``): each rank plans its share
 of the epoch; each worker gets a contiguous block of the rank's batches (the node/worker split that
 webdataset's ``split_by_node``/``split_by_worker`` make at shard granularity, made here at sample
-granularity so counts balance exactly). Workers ship uint16 batches; the main process converts
-them to float on the device and augments the whole batch at once.
+granularity so counts balance exactly). For a GPU, workers ship uint16 batches and the main
+process converts them to float on the device and augments the whole batch at once; for CPU
+training the workers augment (one torch thread each) into shared memory.
 """
 from __future__ import annotations
 
