@@ -138,7 +138,8 @@ def main(argv=None) -> int:
     print("(CPU s: user + system seconds of every process of the build; of which in the driver "
           "process, imports, scheduler and cluster start included: "
           + ", ".join(f"{r['driver_cpu']:.1f}" for r in results.values()) + ")")
-    print("\nseconds per stage, summed over tasks (CPU time in tasks), per exam pair:")
+    print("\nseconds per stage per exam pair, wall time inside the tasks summed over tasks "
+          "(rises with the load of the machine, unlike CPU s):")
     print(f"{'workers':>8} " + " ".join(f"{s:>11}" for s in STAGES))
     for workers, r in results.items():
         print(f"{workers:>8} " + " ".join(f"{r['task_seconds'][s] / max(r['pairs'], 1):>11.3f}"
