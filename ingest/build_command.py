@@ -25,7 +25,7 @@ def shape_arg(text: str) -> tuple[int, int]:
 def _transforms() -> list[str]:
     from ingest import register
 
-    return sorted(register._TRANSFORMS)
+    return sorted(register.TRANSFORMS)
 
 
 def _default_transform() -> str:

@@ -218,7 +218,7 @@ def band_pass(image: np.ndarray, mask: np.ndarray, low: float, high: float) -> n
     return out / spread if spread > 0 else out
 
 
-_TRANSFORMS = {"rigid": sitk.Euler2DTransform, "similarity": sitk.Similarity2DTransform,
+TRANSFORMS = {"rigid": sitk.Euler2DTransform, "similarity": sitk.Similarity2DTransform,
                "affine": lambda: sitk.AffineTransform(2)}
 
 
@@ -254,8 +254,8 @@ def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
     moving_mask = np.asarray(moving_mask, dtype=bool)
     if not fixed_mask.any() or not moving_mask.any():
         raise ValueError("empty breast mask")
-    if transform not in _TRANSFORMS:
-        raise ValueError(f"transform must be one of {sorted(_TRANSFORMS)}, got {transform!r}")
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {sorted(TRANSFORMS)}, got {transform!r}")
     if metric not in ("correlation", "mattes"):
         raise ValueError(f"metric must be 'correlation' or 'mattes', got {metric!r}")
     if threads is not None:
@@ -277,7 +277,7 @@ def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
 
     if initial is None:
         start_tx = sitk.CenteredTransformInitializer(
-            f_mask, m_mask, _TRANSFORMS[transform](), sitk.CenteredTransformInitializerFilter.MOMENTS)
+            f_mask, m_mask, TRANSFORMS[transform](), sitk.CenteredTransformInitializerFilter.MOMENTS)
     else:
         start_tx = transform_from_dict(initial)
 
