@@ -219,7 +219,7 @@ def band_pass(image: np.ndarray, mask: np.ndarray, low: float, high: float) -> n
 
 
 TRANSFORMS = {"rigid": sitk.Euler2DTransform, "similarity": sitk.Similarity2DTransform,
-               "affine": lambda: sitk.AffineTransform(2)}
+              "affine": lambda: sitk.AffineTransform(2)}
 
 
 def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
