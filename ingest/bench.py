@@ -43,6 +43,7 @@ def one_build(args) -> dict:
             "pairs": report["pairs"]["formed"], "samples": report["samples"].get("total", 0),
             "pairs_per_second": report["pairs"]["formed"] / wall,
             "stage_seconds": report["seconds"], "task_seconds": report["task_seconds"],
+            "task_cpu_seconds": report.get("task_cpu_seconds", {}),
             "driver_peak_mb": peak_kb / 1024.0,
             "driver_cpu": own.ru_utime + own.ru_stime}
 
@@ -87,8 +88,8 @@ def median_of(runs: list[dict]) -> dict:
     med = dict(runs[0])
     for key in ("wall", "pairs_per_second", "driver_peak_mb", "cpu", "driver_cpu"):
         med[key] = statistics.median(r[key] for r in runs)
-    med["task_seconds"] = {s: statistics.median(r["task_seconds"].get(s, 0.0) for r in runs)
-                           for s in STAGES}
+    for key in ("task_seconds", "task_cpu_seconds"):
+        med[key] = {s: statistics.median(r[key].get(s, 0.0) for r in runs) for s in STAGES}
     med["stage_seconds"] = {s: statistics.median(r["stage_seconds"].get(s, 0.0) for r in runs)
                             for s in runs[0]["stage_seconds"]}
     return med
@@ -138,12 +139,13 @@ def main(argv=None) -> int:
     print("(CPU s: user + system seconds of every process of the build; of which in the driver "
           "process, imports, scheduler and cluster start included: "
           + ", ".join(f"{r['driver_cpu']:.1f}" for r in results.values()) + ")")
-    print("\nseconds per stage per exam pair, wall time inside the tasks summed over tasks "
-          "(rises with the load of the machine, unlike CPU s):")
-    print(f"{'workers':>8} " + " ".join(f"{s:>11}" for s in STAGES))
-    for workers, r in results.items():
-        print(f"{workers:>8} " + " ".join(f"{r['task_seconds'][s] / max(r['pairs'], 1):>11.3f}"
-                                          for s in STAGES))
+    for key, what in (("task_cpu_seconds", "CPU seconds"),
+                      ("task_seconds", "wall seconds (rise with the machine's load)")):
+        print(f"\n{what} per stage per exam pair, inside the tasks, summed over tasks:")
+        print(f"{'workers':>8} " + " ".join(f"{s:>11}" for s in STAGES) + f" {'sum':>7}")
+        for workers, r in results.items():
+            per = [r[key][s] / max(r["pairs"], 1) for s in STAGES]
+            print(f"{workers:>8} " + " ".join(f"{v:>11.3f}" for v in per) + f" {sum(per):>7.3f}")
     print("\nwall seconds per driver stage:")
     for workers, r in results.items():
         print(f"{workers:>8} " + ", ".join(f"{k} {v:.1f}" for k, v in r["stage_seconds"].items()))

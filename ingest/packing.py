@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import zlib
 
 import numpy as np
 import pandas as pd
 
 from ingest.cache import PairCache, TileReader
+from ingest.report import StageClock
 
 INDEX_COLUMNS = ("pair_id", "entry", "row", "col", "y0", "x0", "bg_left", "bg_right",
                  "a_left", "a_right", "a_pair")
@@ -58,10 +58,12 @@ def tile_rows(entry: str, attrs: dict, masks: np.ndarray, size: int, stride: int
 def tile_entry(entry: str, cache: PairCache, size: int, stride: int, max_background: float,
                max_border_xor: float) -> dict:
     """``tile_rows`` of one cached pair (its attributes and masks read from the cache)."""
-    t = time.perf_counter()
+    clock = StageClock()
+    t = clock.start()
     result = tile_rows(entry, cache.attrs(entry), cache.read_masks(entry), size, stride,
                        max_background, max_border_xor)
-    return {**result, "seconds": {"tile": time.perf_counter() - t}}
+    clock.add("tile", t)
+    return {**result, **clock.result()}
 
 
 # ------------------------------------------------------------------ the patch index
@@ -177,27 +179,29 @@ def write_shard_task(plan: dict, cache: PairCache, out: str, size: int, fmt: str
     """Read the plan's tiles from the cache, encode them and write one shard."""
     from shards import schema, writer
 
-    seconds = {}
-    t = time.perf_counter()
+    clock = StageClock()
+    t = clock.start()
     rows = _records(plan["rows"])
     attrs_of = {entry: cache.attrs(entry) for entry in dict.fromkeys(r["entry"] for r in rows)}
     tiles = read_tiles(cache, rows, size)
-    seconds["read"] = time.perf_counter() - t
-    seconds["encode"] = 0.0
+    clock.add("read", t)
+    clock.add("encode", clock.start())   # present (about 0) even for an empty shard
 
     def samples():
         for row, pair in zip(rows, tiles):
-            t1 = time.perf_counter()
+            t1 = clock.start()
             meta = pair_meta(row, attrs_of[row["entry"]], size, plan["split"])
             key = schema.make_key(row["pair_id"], int(row["row"]), int(row["col"]))
             sample = schema.encode_pair(key, pair[0], pair[1], meta, fmt=fmt)
-            seconds["encode"] += time.perf_counter() - t1
+            clock.add("encode", t1)
             yield sample
 
-    start = time.perf_counter()
+    start = clock.start()
     record = writer.write_shard(samples(), out, plan["split"], plan["index"])
-    seconds["write"] = time.perf_counter() - start - seconds["encode"]
-    return {"status": "ok", "record": record, "seconds": seconds}
+    clock.add("write", start)
+    for spent in (clock.seconds, clock.cpu_seconds):   # the samples were encoded while writing
+        spent["write"] -= spent["encode"]
+    return {"status": "ok", "record": record, **clock.result()}
 
 
 # ------------------------------------------------------------------ output folder
@@ -264,7 +268,8 @@ def labelled_entry(entry: str, cache: PairCache, size: int, task: str,
     """The labelled patches of one cached pair for one task, as index rows (no pixels)."""
     from ingest import downstream
 
-    t = time.perf_counter()
+    clock = StageClock()
+    t = clock.start()
     attrs = cache.attrs(entry)
     rows = []
     if attrs["rois"]["left"] or attrs["rois"]["right"]:
@@ -277,7 +282,8 @@ def labelled_entry(entry: str, cache: PairCache, size: int, task: str,
             y0, x0 = int(meta["box"][0]), int(meta["box"][1])
             rows.append((attrs["pair_id"], entry, meta["side"], y0, x0, int(meta["label"]),
                          str(meta["label_name"]), meta["roi_side"], int(meta["roi"])))
-    return {"entry": entry, "rows": rows, "seconds": {"tile": time.perf_counter() - t}}
+    clock.add("tile", t)
+    return {"entry": entry, "rows": rows, **clock.result()}
 
 
 def patch_key(row: dict) -> str:
@@ -303,17 +309,17 @@ def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, ta
     """Read the plan's labelled patches from the cache, encode them and write one shard."""
     from shards import schema, writer
 
-    seconds = {}
-    t = time.perf_counter()
+    clock = StageClock()
+    t = clock.start()
     rows = _records(plan["rows"])
     attrs_of = {entry: cache.attrs(entry) for entry in dict.fromkeys(r["entry"] for r in rows)}
     tiles = read_tiles(cache, rows, size)
-    seconds["read"] = time.perf_counter() - t
-    seconds["encode"] = 0.0
+    clock.add("read", t)
+    clock.add("encode", clock.start())   # present (about 0) even for an empty shard
 
     def samples():
         for row, pair in zip(rows, tiles):
-            t1 = time.perf_counter()
+            t1 = clock.start()
             attrs = attrs_of[row["entry"]]
             y0, x0 = int(row["y0"]), int(row["x0"])
             image = pair[0] if row["side"] == "left" else pair[1]
@@ -326,10 +332,12 @@ def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, ta
                     "roi_side": row["roi_side"], "roi": int(row["roi"]),
                     "source": attrs["source"][row["side"]]}
             sample = schema.encode_patch(patch_key(row), np.ascontiguousarray(image), meta, fmt=fmt)
-            seconds["encode"] += time.perf_counter() - t1
+            clock.add("encode", t1)
             yield sample
 
-    start = time.perf_counter()
+    start = clock.start()
     record = writer.write_shard(samples(), out, plan["split"], plan["index"])
-    seconds["write"] = time.perf_counter() - start - seconds["encode"]
-    return {"status": "ok", "record": record, "seconds": seconds}
+    clock.add("write", start)
+    for spent in (clock.seconds, clock.cpu_seconds):   # the samples were encoded while writing
+        spent["write"] -= spent["encode"]
+    return {"status": "ok", "record": record, **clock.result()}

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +149,8 @@ def prepare_pair(pair: ExamPair, cache: PairCache, settings: RegistrationSetting
 
     from ingest import normalize, register
 
-    result = {"pair_id": pair.pair_id, "patient": pair.patient, "entry": None, "seconds": {}}
+    clock = report_mod.StageClock()
+    result = {"pair_id": pair.pair_id, "patient": pair.patient, "entry": None, **clock.result()}
     try:
         inputs = pair_inputs(pair)
     except OSError as exc:
@@ -161,38 +161,37 @@ def prepare_pair(pair: ExamPair, cache: PairCache, settings: RegistrationSetting
     if cache.has(name):
         return {**result, "status": "cached", "quality": cache.attrs(name)["quality"]}
 
-    seconds = result["seconds"]
     images, norm = {}, {}
     for side, img in (("left", pair.left), ("right", pair.right)):
-        t = time.perf_counter()
+        t = clock.start()
         try:
             ds = pydicom.dcmread(img.path)
             ds.pixel_array  # decode now (cached on ds), so decode and normalise are timed apart
         except Exception as exc:  # noqa: BLE001 - a bad file is reported, not raised
             return {**result, "status": "failed", "reason": "unreadable", "item": img.path,
                     "detail": f"{type(exc).__name__}: {exc}"}
-        seconds["decode"] = seconds.get("decode", 0.0) + time.perf_counter() - t
-        t = time.perf_counter()
+        clock.add("decode", t)
+        t = clock.start()
         try:
             norm[side] = normalize.normalize_dataset(ds, out_shape=tuple(out_shape))
         except Exception as exc:  # noqa: BLE001
             return {**result, "status": "failed", "reason": "normalisation failed", "item": img.path,
                     "detail": f"{type(exc).__name__}: {exc}"}
-        seconds["normalise"] = seconds.get("normalise", 0.0) + time.perf_counter() - t
+        clock.add("normalise", t)
         images[side] = img
         del ds
 
     fixed = register.choose_fixed(bool(pair.left.rois), bool(pair.right.rois),
                                   _roi_area(pair.left), _roi_area(pair.right))
     moving = "right" if fixed == "left" else "left"
-    t = time.perf_counter()
+    t = clock.start()
     try:
         reg = register.register_pair(norm[fixed].pixels, norm[moving].pixels, norm[fixed].mask,
                                      norm[moving].mask, threads=1, **settings.kwargs())
     except Exception as exc:  # noqa: BLE001
         return {**result, "status": "failed", "reason": "registration failed",
                 "item": pair.pair_id, "detail": f"{type(exc).__name__}: {exc}"}
-    seconds["register"] = time.perf_counter() - t
+    clock.add("register", t)
 
     pixels = {fixed: norm[fixed].pixels, moving: reg.moved}
     masks = {fixed: norm[fixed].mask, moving: reg.moved_mask}
@@ -218,16 +217,16 @@ def prepare_pair(pair: ExamPair, cache: PairCache, settings: RegistrationSetting
         "shape": list(norm["left"].pixels.shape),
         "geometry": {s: norm[s].meta() for s in ("left", "right")},
     }
-    t = time.perf_counter()
+    t = clock.start()
     cache.write(name, np.stack([pixels["left"], pixels["right"]]),
                 np.stack([masks["left"], masks["right"]]), attrs)
-    seconds["cache_write"] = time.perf_counter() - t
+    clock.add("cache_write", t)
     if tiling is not None:
-        t = time.perf_counter()
+        t = clock.start()
         stored = json.loads(json.dumps(attrs))   # the values tile_entry would read back
         result["tiled"] = packing.tile_rows(name, stored, np.stack([masks["left"], masks["right"]]),
                                             **tiling)
-        seconds["tile"] = time.perf_counter() - t
+        clock.add("tile", t)
     return {**result, "status": "registered", "quality": quality}
 
 

@@ -14,6 +14,30 @@ from collections import Counter
 from contextlib import contextmanager
 
 REPORT_NAME = "report.json"
+
+
+class StageClock:
+    """Seconds per stage inside one task: wall (``seconds``) and CPU (``cpu_seconds``).
+
+    CPU is the task's process CPU time (``time.process_time``): what the stage cost whatever
+    else runs on the machine, where wall time grows with the load.
+    """
+
+    def __init__(self):
+        self.seconds: dict = {}
+        self.cpu_seconds: dict = {}
+
+    @staticmethod
+    def start() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def add(self, name: str, start: tuple[float, float]) -> None:
+        wall, cpu = start
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - wall
+        self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.process_time() - cpu
+
+    def result(self) -> dict:
+        return {"seconds": self.seconds, "cpu_seconds": self.cpu_seconds}
 TASK_STAGES = ("decode", "normalise", "register", "cache_write", "tile", "read", "encode", "write")
 
 
@@ -29,6 +53,7 @@ class Report:
             "rejected": [],
             "seconds": {},
             "task_seconds": {},
+            "task_cpu_seconds": {},
         }
         self._reasons: Counter = Counter()
 
@@ -43,11 +68,13 @@ class Report:
             self.data["seconds"][name] = round(time.perf_counter() - t, 3)
 
     def task_seconds(self, results) -> None:
-        """Add the per-task timings (summed over tasks: CPU-side cost, not wall time)."""
-        totals = self.data["task_seconds"]
-        for res in results:
-            for name, value in (res or {}).get("seconds", {}).items():
-                totals[name] = round(totals.get(name, 0.0) + float(value), 3)
+        """Add the per-task timings, summed over tasks: wall seconds inside the tasks
+        (``task_seconds``) and their CPU seconds (``task_cpu_seconds``)."""
+        for key, field in (("seconds", "task_seconds"), ("cpu_seconds", "task_cpu_seconds")):
+            totals = self.data[field]
+            for res in results:
+                for name, value in (res or {}).get(key, {}).items():
+                    totals[name] = round(totals.get(name, 0.0) + float(value), 3)
 
     # --- counts -----------------------------------------------------------------------------
 

@@ -69,6 +69,9 @@ def test_counts_add_up_with_reasons(damaged):
     assert report["samples"]["total"] == tiles["kept"]
     assert set(report["seconds"]) >= {"exams", "pairs", "register", "tile", "pack", "manifest", "total"}
     assert set(report["task_seconds"]) >= {"decode", "normalise", "register", "tile", "encode", "write"}
+    # CPU seconds per stage alongside the wall seconds; registering costs CPU, not just waiting.
+    assert set(report["task_cpu_seconds"]) == set(report["task_seconds"])
+    assert report["task_cpu_seconds"]["register"] > 0
 
 
 def test_quality_rejections_carry_their_figures(damaged):
