@@ -7,7 +7,10 @@ driver's peak memory at two dataset sizes.
 Each build runs in a fresh subprocess with a fresh pair cache (so every pair is decoded,
 normalised and registered), on one synthetic dataset generated once beforehand (generation is
 not timed). The baseline is the 1-worker build in the same run; the ratio printed is the
-speed-up of each worker count over it. Figures are medians over ``--repeats``.
+speed-up of each worker count over it. Figures are medians over ``--repeats``. Besides wall time
+it prints the CPU seconds of the whole build (every process, from ``getrusage``) and per stage
+inside the tasks (``report.json``'s ``task_cpu_seconds``): on a shared machine the wall figures
+follow the other jobs' load, the CPU figures much less.
 """
 from __future__ import annotations
 
