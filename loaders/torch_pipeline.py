@@ -84,16 +84,14 @@ def _keep_freed_memory():
 
     Every batch allocates and frees the same few megabytes; by default glibc returns such
     blocks to the kernel, so each batch page-faulted (and the kernel zeroed) them afresh: a
-    third of a worker's CPU time at 96 px. A fixed mmap threshold above a batch and a high
+    third of a worker's system time at 96 px (a tenth of its CPU time). A fixed mmap threshold above a batch and a high
     trim threshold keep them in the heap. No-op where there is no glibc.
     """
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "mallopt"):
+        libc = ctypes.CDLL(None)   # the symbols already loaded: glibc's, where there is glibc
+        if hasattr(libc, "mallopt"):
             libc.mallopt(-3, 256 << 20)   # M_MMAP_THRESHOLD
             libc.mallopt(-1, 512 << 20)   # M_TRIM_THRESHOLD
     except OSError:
