@@ -29,7 +29,6 @@ import math
 import numpy as np
 import torch
 
-from loaders import modes
 from loaders.augment import AugmentSpec, photometric
 from loaders.epochs import rank_range, shard_order
 from loaders.sources import ShardSet, cached
