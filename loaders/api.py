@@ -102,7 +102,8 @@ class Loader:
         return dali_batches(self, epoch, done)
 
     def _torch_batches(self, epoch: int, done: int):
-        from loaders.torch_pipeline import PlannedBatches, batch_iterator
+        from loaders.torch_pipeline import (PlannedBatches, batch_iterator, preload_indexes,
+                                            small_as_tensors)
 
         blocks = resume_blocks(len(self), self.workers, done)
         finish = functools.partial(modes.finish, self.mode, spec=self.augment, seed=self.seed,
@@ -113,11 +114,13 @@ class Loader:
                                  world_size=self.world_size, worker_batches=blocks,
                                  shuffle_buffer=self.shuffle_buffer, cache_dir=self.cache_dir,
                                  finish=finish if on_cpu and self.workers > 0 else None)
+        if self.workers > 0:
+            preload_indexes(self.shard_set, self.cache_dir)
         for batch in batch_iterator(dataset, self.workers):
             if dataset.finish is None:   # uint16 batch: to the device, augment there
                 yield finish(batch, device=self.device)
             else:
-                yield batch
+                yield small_as_tensors(batch) if self.workers > 0 else batch
 
 
 def make_loader(source, mode="pairs", backend="torch", batch_size=64, augment=None, rank=0,

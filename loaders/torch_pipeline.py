@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from loaders import modes
 from loaders.epochs import plan_rank
-from loaders.reading import plan_samples
+from loaders.reading import plan_samples, shard_index
 from loaders.sources import ShardSet
 
 
@@ -66,7 +66,40 @@ class PlannedBatches(IterableDataset):
                 images, meta, key = decoded[cache_key][1]
                 examples.append((images, meta, key, side, pad))
             raw = modes.assemble(self.mode, examples, j)
-            yield self.finish(raw, shared=info is not None) if self.finish is not None else raw
+            if self.finish is None:
+                yield raw
+            elif info is None:
+                yield self.finish(raw)
+            else:
+                yield small_as_numpy(self.finish(raw, shared=True))
+
+
+# Per-sample columns a worker ships as numpy: every tensor in a worker's output gets its own
+# shared-memory segment, and the main process opens a socket to the worker for each one's file
+# descriptor; these few bytes travel pickled instead (``small_as_tensors`` restores them).
+SMALL_COLUMNS = ("is_pad", "area", "label")
+
+
+def small_as_numpy(batch: dict) -> dict:
+    for name in SMALL_COLUMNS:
+        if name in batch:
+            batch[name] = batch[name].numpy()
+    return batch
+
+
+def small_as_tensors(batch: dict) -> dict:
+    for name in SMALL_COLUMNS:
+        if name in batch:
+            batch[name] = torch.from_numpy(batch[name])
+    return batch
+
+
+def preload_indexes(shard_set: ShardSet, cache_dir: str | None) -> None:
+    """Parse every shard's index in this process before workers fork: they inherit the parsed
+    indexes instead of each re-reading them every epoch."""
+    for shard in shard_set.shards:
+        if shard.index_url is not None:
+            shard_index(shard.index_url, cache_dir, shard_set.endpoint)
 
 
 def batch_iterator(dataset: PlannedBatches, workers: int):
