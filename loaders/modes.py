@@ -11,6 +11,8 @@ out of the loss), ``key`` (list of str), ``meta`` (list of dict) and ``batch_ind
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
@@ -53,15 +55,99 @@ def assemble(mode: str, examples: list, batch_index: int) -> dict:
         pixels = _stack([images[:1] for images, *_ in examples])
         keys = [key for _, _, key, _, _ in examples]
     metas = [meta for _, meta, _, _, _ in examples]
+    return _columns(mode, pixels, keys, metas, [pad for *_, pad in examples], batch_index)
+
+
+def _columns(mode: str, pixels, keys, metas, pads, batch_index) -> dict:
     out = {"pixels": pixels,
            "bits": np.array([int(m["bits"]) for m in metas], dtype=np.int64),
-           "is_pad": np.array([pad for *_, pad in examples], dtype=bool),
+           "is_pad": np.array(pads, dtype=bool),
            "key": keys, "meta": metas, "batch_index": int(batch_index)}
     if mode == "pairs":
         out["area"] = np.array([float(m["area"]["pair"]) for m in metas], dtype=np.float32)
     if mode == "labelled":
         out["label"] = np.array([int(m["label"]) for m in metas], dtype=np.int64)
     return out
+
+
+# what each mode reads from a stored sample: its kind, required fields, image fields by channel
+_LAYOUT = {"pairs": ("pair", schema.PAIR_REQUIRED, ("left.", "right.")),
+           "ssl": ("pair", schema.PAIR_REQUIRED, ("left.", "right.")),
+           "labelled": ("patch", schema.PATCH_REQUIRED, ("",))}
+
+
+def decode_batch(mode: str, items: list, batch_index: int) -> dict:
+    """``items``: ``(stored sample, side, is_pad)`` -> the uint16 batch ``assemble`` makes from
+    ``decode``'s output, decoded straight into the batch array.
+
+    The batch's JSON is parsed in one call and raw pixels are copied from the read buffer into
+    the batch once. A sample that does not meet the schema on this path (unreadable JSON, a
+    missing field, a wrong kind, size or byte count, an undecodable PNG) goes through ``decode``,
+    the schema's decoder, which raises its error naming the shard and sample."""
+    kind, required, prefixes = _LAYOUT[check_mode(mode)]
+    samples = [sample for sample, _, _ in items]
+    metas = _load_metas(samples)
+    size = _batch_size_px(metas, samples, mode)
+    channels = 2 if mode == "pairs" else 1
+    pixels = np.empty((len(items), channels, size, size), dtype=np.uint16)
+    keys = []
+    for i, (sample, side, _) in enumerate(items):
+        meta = metas[i] if metas is not None else None
+        wanted = prefixes if mode != "ssl" else prefixes[side:side + 1]
+        if not (isinstance(meta, dict) and meta.get("kind") == kind
+                and all(f in meta for f in required) and meta["size"] == size
+                and all(_write_image(sample, p, size, pixels[i, c]) for c, p in
+                        enumerate(wanted))):
+            images, meta, _ = decode(mode, sample, sample.get("__where__", ""))
+            images = images if mode != "ssl" else images[side:side + 1]
+            for c, image in enumerate(images):
+                pixels[i, c] = image
+            if metas is None:
+                metas = [None] * len(items)
+            metas[i] = meta
+        key = sample.get("__key__", "?")
+        keys.append(key if mode != "ssl" else f"{key}/{SIDES[side]}")
+    return _columns(mode, pixels, keys, metas, [pad for *_, pad in items], batch_index)
+
+
+def _load_metas(samples: list):
+    """Every sample's metadata from one ``json.loads``, or None (then each goes through the
+    schema's decoder, which names the sample at fault)."""
+    try:
+        texts = [sample["json"] for sample in samples]
+        metas = json.loads(b"[" + b",".join(texts) + b"]")
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError):
+        return None
+    return metas if len(metas) == len(samples) else None
+
+
+def _batch_size_px(metas, samples, mode) -> int:
+    meta = metas[0] if metas is not None else None
+    if isinstance(meta, dict) and isinstance(meta.get("size"), int):
+        return meta["size"]
+    images, _, _ = decode(mode, samples[0], samples[0].get("__where__", ""))
+    return images[0].shape[0]
+
+
+def _write_image(sample: dict, prefix: str, size: int, out: np.ndarray) -> bool:
+    """Decode one stored image into ``out``; False when it is not there or not ``size``."""
+    data = sample.get(prefix + "u16")
+    if data is not None:
+        if len(data) != 2 * size * size:
+            return False
+        out[...] = np.frombuffer(data, dtype="<u2").reshape(size, size)
+        return True
+    data = sample.get(prefix + "png")
+    if data is None:
+        return False
+    try:
+        image = schema.decode_png16(data)
+    except Exception:   # the schema's decoder reports it with the sample's name
+        return False
+    if image.shape != (size, size):
+        return False
+    out[...] = image
+    return True
 
 
 def _stack(examples: list[list[np.ndarray]]) -> np.ndarray:

@@ -54,18 +54,8 @@ class PlannedBatches(IterableDataset):
             _keep_freed_memory()
         units = modes.units_per_sample(self.mode)
         mine = self.worker_batches[worker] if worker < len(self.worker_batches) else []
-        decoded: dict[int, tuple] = {}
         for j, items in plan_samples(self.plan(), mine, self.shard_set, units, self.cache_dir):
-            examples = []
-            for sample, side, pad in items:
-                cache_key = id(sample)
-                if cache_key not in decoded:   # ssl: decode a pair once for both its patches
-                    decoded.clear() if len(decoded) > 4 * self.batch_size else None
-                    decoded[cache_key] = (sample, modes.decode(self.mode, sample,
-                                                               sample.get("__where__", "")))
-                images, meta, key = decoded[cache_key][1]
-                examples.append((images, meta, key, side, pad))
-            raw = modes.assemble(self.mode, examples, j)
+            raw = modes.decode_batch(self.mode, items, j)
             if self.finish is None:
                 yield raw
             elif info is None:
