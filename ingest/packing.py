@@ -176,8 +176,21 @@ def read_tiles(cache: PairCache, rows: list[dict], size: int) -> list[np.ndarray
 
 
 def write_shard_task(plan: dict, cache: PairCache, out: str, size: int, fmt: str = "png") -> dict:
-    """Read the plan's tiles from the cache, encode them and write one shard."""
-    from shards import schema, writer
+    """Read the plan's tiles from the cache, encode them as pair samples and write one shard."""
+    from shards import schema
+
+    def encode(row, pair, attrs):
+        meta = pair_meta(row, attrs, size, plan["split"])
+        key = schema.make_key(row["pair_id"], int(row["row"]), int(row["col"]))
+        return schema.encode_pair(key, pair[0], pair[1], meta, fmt=fmt)
+
+    return _write_planned_shard(plan, cache, out, size, encode)
+
+
+def _write_planned_shard(plan: dict, cache: PairCache, out: str, size: int, encode) -> dict:
+    """One shard task: read the plan's tiles, ``encode(row, pair, attrs)`` each into a sample
+    while the writer streams them out, and time the stages."""
+    from shards import writer
 
     clock = StageClock()
     t = clock.start()
@@ -190,9 +203,7 @@ def write_shard_task(plan: dict, cache: PairCache, out: str, size: int, fmt: str
     def samples():
         for row, pair in zip(rows, tiles):
             t1 = clock.start()
-            meta = pair_meta(row, attrs_of[row["entry"]], size, plan["split"])
-            key = schema.make_key(row["pair_id"], int(row["row"]), int(row["col"]))
-            sample = schema.encode_pair(key, pair[0], pair[1], meta, fmt=fmt)
+            sample = encode(row, pair, attrs_of[row["entry"]])
             clock.add("encode", t1)
             yield sample
 
@@ -307,37 +318,19 @@ def build_patch_index(found, seed: int) -> pd.DataFrame:
 def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, task: str,
                            fmt: str = "png") -> dict:
     """Read the plan's labelled patches from the cache, encode them and write one shard."""
-    from shards import schema, writer
+    from shards import schema
 
-    clock = StageClock()
-    t = clock.start()
-    rows = _records(plan["rows"])
-    attrs_of = {entry: cache.attrs(entry) for entry in dict.fromkeys(r["entry"] for r in rows)}
-    tiles = read_tiles(cache, rows, size)
-    clock.add("read", t)
-    clock.add("encode", clock.start())   # present (about 0) even for an empty shard
+    def encode(row, pair, attrs):
+        y0, x0 = int(row["y0"]), int(row["x0"])
+        image = pair[0] if row["side"] == "left" else pair[1]
+        meta = {"kind": "patch", "size": int(size), "bits": int(attrs.get("bits", 16)),
+                "task": task, "label": int(row["label"]),
+                "label_name": row["label_name"], "split": plan["split"],
+                "dataset": attrs["dataset"], "patient": attrs["patient"],
+                "study": attrs["study"], "view": attrs["view"], "side": row["side"],
+                "box": [y0, x0, y0 + int(size), x0 + int(size)],
+                "roi_side": row["roi_side"], "roi": int(row["roi"]),
+                "source": attrs["source"][row["side"]]}
+        return schema.encode_patch(patch_key(row), np.ascontiguousarray(image), meta, fmt=fmt)
 
-    def samples():
-        for row, pair in zip(rows, tiles):
-            t1 = clock.start()
-            attrs = attrs_of[row["entry"]]
-            y0, x0 = int(row["y0"]), int(row["x0"])
-            image = pair[0] if row["side"] == "left" else pair[1]
-            meta = {"kind": "patch", "size": int(size), "bits": int(attrs.get("bits", 16)),
-                    "task": task, "label": int(row["label"]),
-                    "label_name": row["label_name"], "split": plan["split"],
-                    "dataset": attrs["dataset"], "patient": attrs["patient"],
-                    "study": attrs["study"], "view": attrs["view"], "side": row["side"],
-                    "box": [y0, x0, y0 + int(size), x0 + int(size)],
-                    "roi_side": row["roi_side"], "roi": int(row["roi"]),
-                    "source": attrs["source"][row["side"]]}
-            sample = schema.encode_patch(patch_key(row), np.ascontiguousarray(image), meta, fmt=fmt)
-            clock.add("encode", t1)
-            yield sample
-
-    start = clock.start()
-    record = writer.write_shard(samples(), out, plan["split"], plan["index"])
-    clock.add("write", start)
-    for spent in (clock.seconds, clock.cpu_seconds):   # the samples were encoded while writing
-        spent["write"] -= spent["encode"]
-    return {"status": "ok", "record": record, **clock.result()}
+    return _write_planned_shard(plan, cache, out, size, encode)
