@@ -102,25 +102,53 @@ class Loader:
         return dali_batches(self, epoch, done)
 
     def _torch_batches(self, epoch: int, done: int):
-        from loaders.torch_pipeline import (PlannedBatches, batch_iterator, preload_indexes,
-                                            small_as_tensors)
+        from loaders.torch_pipeline import small_as_tensors
 
-        blocks = resume_blocks(len(self), self.workers, done)
+        on_cpu = self.device is None or torch.device(self.device).type == "cpu"
+        dataset, loader = self._torch_loader(on_cpu)
+        dataset.start(epoch, done)
         finish = functools.partial(modes.finish, self.mode, spec=self.augment, seed=self.seed,
                                    epoch=epoch, rank=self.rank)
-        on_cpu = self.device is None or torch.device(self.device).type == "cpu"
-        dataset = PlannedBatches(self.shard_set, self.mode, batch_size=self.batch_size,
-                                 seed=self.seed, epoch=epoch, rank=self.rank,
-                                 world_size=self.world_size, worker_batches=blocks,
-                                 shuffle_buffer=self.shuffle_buffer, cache_dir=self.cache_dir,
-                                 finish=finish if on_cpu and self.workers > 0 else None)
-        if self.workers > 0:
-            preload_indexes(self.shard_set, self.cache_dir)
-        for batch in batch_iterator(dataset, self.workers):
+        for batch in loader if loader is not None else dataset:
             if dataset.finish is None:   # uint16 batch: to the device, augment there
                 yield finish(batch, device=self.device)
             else:
-                yield small_as_tensors(batch) if self.workers > 0 else batch
+                yield small_as_tensors(batch)
+
+    def _torch_loader(self, on_cpu: bool):
+        """The dataset and DataLoader, built once and kept (workers persist across epochs);
+        rebuilt only when what the workers were forked with changes (augmentation, device)."""
+        from loaders.torch_pipeline import PlannedBatches, batch_loader, preload_indexes
+
+        key = (self.augment, on_cpu, self.workers, len(self))
+        cached = getattr(self, "_torch_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        self.close()
+        in_workers = on_cpu and self.workers > 0
+        finish = functools.partial(modes.finish, self.mode, spec=self.augment, seed=self.seed,
+                                   rank=self.rank)
+        dataset = PlannedBatches(self.shard_set, self.mode, batch_size=self.batch_size,
+                                 seed=self.seed, rank=self.rank, world_size=self.world_size,
+                                 n_batches=len(self), workers=self.workers,
+                                 shuffle_buffer=self.shuffle_buffer, cache_dir=self.cache_dir,
+                                 finish=finish if in_workers else None)
+        loader = None
+        if self.workers > 0:
+            preload_indexes(self.shard_set, self.cache_dir)
+            loader = batch_loader(dataset, self.workers)
+        self._torch_cache = (key, dataset, loader)
+        return dataset, loader
+
+    def close(self) -> None:
+        """Stop the torch backend's worker processes now (they otherwise live as long as the
+        loader, to be reused by the next epoch)."""
+        from loaders.torch_pipeline import close_loader
+
+        cached = getattr(self, "_torch_cache", None)
+        self._torch_cache = None
+        if cached is not None:
+            close_loader(cached[2])
 
 
 def make_loader(source, mode="pairs", backend="torch", batch_size=64, augment=None, rank=0,

@@ -44,7 +44,7 @@ def cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _timed(batches, seconds: float, count) -> dict:
+def _timed(batches, seconds: float, count, close=None) -> dict:
     """Drain ``batches`` for ``seconds`` after the first batch; wall rate and CPU per example.
 
     CPU is counted from before start-up to after the workers are joined, over all examples
@@ -71,6 +71,8 @@ def _timed(batches, seconds: float, count) -> dict:
         if close is not None:
             close()          # a generator: its DataLoader / DALI pipeline shuts down here
         del iterator
+        if close is not None:
+            close()          # persistent workers: joined here, so their CPU is counted
         import gc
 
         gc.collect()
@@ -89,7 +91,8 @@ def time_backend(source, *, mode, backend, batch_size, seconds, workers, spec, c
     """One timed run of ``make_loader``: examples/s after the first batch, start-up, CPU."""
     loader = make_loader(source, mode=mode, backend=backend, batch_size=batch_size,
                          augment=spec, workers=workers, seed=seed, cache_dir=cache_dir)
-    return _timed(_endless(loader), seconds, lambda b: len(b["key"]))
+    return _timed(_endless(loader), seconds, lambda b: len(b["key"]),
+                  close=getattr(loader, "close", None))
 
 
 def tar_bytes(shard_set) -> int:

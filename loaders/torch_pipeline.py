@@ -16,52 +16,70 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from loaders import modes
-from loaders.epochs import plan_rank
+from loaders.epochs import plan_rank, resume_blocks
 from loaders.reading import plan_samples, shard_index
 from loaders.sources import ShardSet
 
 
 class PlannedBatches(IterableDataset):
-    """Yields one uint16 batch dict per planned batch of this worker (``batch_size=None``)."""
+    """Yields one uint16 batch dict per planned batch of this worker (``batch_size=None``).
 
-    def __init__(self, shard_set: ShardSet, mode: str, *, batch_size: int, seed: int, epoch: int,
-                 rank: int, world_size: int, worker_batches: list[list[int]],
+    The epoch and resume point are not fixed at construction: ``start(epoch, done)`` writes them
+    into a small shared-memory tensor that every iteration reads first, so the DataLoader's
+    workers persist across epochs (forking a worker pool cost ~180 ms an epoch) and still learn
+    where each epoch begins.
+    """
+
+    def __init__(self, shard_set: ShardSet, mode: str, *, batch_size: int, seed: int,
+                 rank: int, world_size: int, n_batches: int, workers: int,
                  shuffle_buffer: int, cache_dir: str | None, finish=None):
         super().__init__()
         self.shard_set, self.mode = shard_set, modes.check_mode(mode)
-        self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
+        self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
-        self.worker_batches = worker_batches
+        self.n_batches, self.workers = n_batches, workers
         self.shuffle_buffer, self.cache_dir = shuffle_buffer, cache_dir
-        # CPU training: augment in the workers (one core each) instead of in the main process
+        # CPU training: augment in the workers (one core each) instead of in the main process;
+        # ``finish(raw, epoch=..., shared=...)``
         self.finish = finish
+        # (epoch, batches done): shared with forked workers, read at each iteration's start
+        self.position = torch.zeros(2, dtype=torch.int64).share_memory_()
+        self._worker_ready = False
 
-    def plan(self):
+    def start(self, epoch: int, done: int) -> None:
+        """Set the epoch and resume point the next iteration (in any worker) runs from."""
+        self.position[0], self.position[1] = int(epoch), int(done)
+
+    def plan(self, epoch: int):
         units = modes.units_per_sample(self.mode)
         return plan_rank([c * units for c in self.shard_set.counts], seed=self.seed,
-                         epoch=self.epoch, rank=self.rank, world_size=self.world_size,
+                         epoch=epoch, rank=self.rank, world_size=self.world_size,
                          batch_size=self.batch_size, shuffle_buffer=self.shuffle_buffer)
 
     def __iter__(self):
         info = get_worker_info()
         worker = info.id if info is not None else 0
-        if info is not None:
+        if info is not None and not self._worker_ready:
+            self._worker_ready = True   # once per worker process, not once per epoch
             torch.set_num_threads(1)  # one core per worker: workers x threads = the cores
             # A forked worker shares the parent's heap; the cyclic GC would walk (and so
             # copy-on-write) every inherited object whenever it runs, which made a worker's
             # index parsing 100x slower: inherited objects are left out of collections.
             gc.freeze()
             _keep_freed_memory()
+        epoch, done = (int(v) for v in self.position.tolist())
+        blocks = resume_blocks(self.n_batches, self.workers, done)
         units = modes.units_per_sample(self.mode)
-        mine = self.worker_batches[worker] if worker < len(self.worker_batches) else []
-        for j, items in plan_samples(self.plan(), mine, self.shard_set, units, self.cache_dir):
+        mine = blocks[worker] if worker < len(blocks) else []
+        for j, items in plan_samples(self.plan(epoch), mine, self.shard_set, units,
+                                     self.cache_dir):
             raw = modes.decode_batch(self.mode, items, j)
             if self.finish is None:
                 yield raw
             elif info is None:
-                yield self.finish(raw)
+                yield self.finish(raw, epoch=epoch)
             else:
-                yield small_as_numpy(self.finish(raw, shared=True))
+                yield small_as_numpy(self.finish(raw, epoch=epoch, shared=True))
 
 
 # Per-sample columns a worker ships as numpy: every tensor in a worker's output gets its own
@@ -92,14 +110,20 @@ def preload_indexes(shard_set: ShardSet, cache_dir: str | None) -> None:
             shard_index(shard.index_url, cache_dir, shard_set.endpoint)
 
 
-def batch_iterator(dataset: PlannedBatches, workers: int):
-    """Raw (uint16) batches in the epoch's order: one from each worker in turn."""
-    if workers == 0:
-        return iter(dataset)
-    loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4,
-                        persistent_workers=False, collate_fn=_as_is,
-                        multiprocessing_context=_context())
-    return iter(loader)
+def batch_loader(dataset: PlannedBatches, workers: int) -> DataLoader:
+    """A DataLoader whose workers persist across epochs: every ``iter()`` of it runs the epoch
+    and resume point last given to ``dataset.start`` (one batch from each worker in turn)."""
+    return DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4,
+                      persistent_workers=True, collate_fn=_as_is,
+                      multiprocessing_context=_context())
+
+
+def close_loader(loader: DataLoader | None) -> None:
+    """Stop and join a persistent loader's workers now (not whenever it is collected)."""
+    iterator = getattr(loader, "_iterator", None) if loader is not None else None
+    if iterator is not None:
+        iterator._shutdown_workers()
+        loader._iterator = None
 
 
 def _keep_freed_memory():

@@ -158,3 +158,24 @@ def test_truncated_shard_is_a_clear_error(tmp_path):
     json.dump(data, open(path, "w"))
     with pytest.raises(ValueError, match="train-000000.tar"):
         list(make_loader(root, batch_size=2, augment=SPEC, workers=0))
+
+
+def test_workers_persist_across_epochs_with_the_same_batches(pairs_root):
+    kwargs = dict(batch_size=2, augment=SPEC, workers=2, seed=5, shuffle_buffer=4)
+    loader = make_loader(pairs_root, **kwargs)
+    epoch0 = list(loader)
+    pool = [w.pid for w in loader._torch_cache[2]._iterator._workers]
+    partial = []
+    for batch in loader:             # epoch 1, left after 3 batches, then resumed
+        partial.append(batch)
+        if len(partial) == 3:
+            break
+    partial += list(loader)
+    epoch2 = list(loader)
+    assert [w.pid for w in loader._torch_cache[2]._iterator._workers] == pool
+    for epoch, batches in enumerate([epoch0, partial, epoch2]):
+        fresh = list(make_loader(pairs_root, epoch=epoch, **kwargs))
+        assert [b["key"] for b in batches] == [b["key"] for b in fresh]
+        assert all(torch.equal(a["left"], b["left"]) for a, b in zip(batches, fresh))
+    loader.close()
+    assert loader._torch_cache is None
