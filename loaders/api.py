@@ -142,6 +142,10 @@ class Loader:
         self._torch_cache = (key, dataset, loader, MainRings())
         return dataset, loader
 
+    def __getstate__(self):
+        # worker processes and their DataLoader stay with the process that started them
+        return {**self.__dict__, "_torch_cache": None}
+
     def close(self) -> None:
         """Stop the torch backend's worker processes now (they otherwise live as long as the
         loader, to be reused by the next epoch)."""

@@ -44,7 +44,7 @@ def cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _timed(batches, seconds: float, count, close=None) -> dict:
+def _timed(batches, seconds: float, count, shutdown=None) -> dict:
     """Drain ``batches`` for ``seconds`` after the first batch; wall rate and CPU per example.
 
     CPU is counted from before start-up to after the workers are joined, over all examples
@@ -71,8 +71,8 @@ def _timed(batches, seconds: float, count, close=None) -> dict:
         if close is not None:
             close()          # a generator: its DataLoader / DALI pipeline shuts down here
         del iterator
-        if close is not None:
-            close()          # persistent workers: joined here, so their CPU is counted
+        if shutdown is not None:
+            shutdown()       # persistent workers: joined here, so their CPU is counted
         import gc
 
         gc.collect()
@@ -92,7 +92,7 @@ def time_backend(source, *, mode, backend, batch_size, seconds, workers, spec, c
     loader = make_loader(source, mode=mode, backend=backend, batch_size=batch_size,
                          augment=spec, workers=workers, seed=seed, cache_dir=cache_dir)
     return _timed(_endless(loader), seconds, lambda b: len(b["key"]),
-                  close=getattr(loader, "close", None))
+                  shutdown=getattr(loader, "close", None))
 
 
 def tar_bytes(shard_set) -> int:

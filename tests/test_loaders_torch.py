@@ -193,3 +193,15 @@ def test_kept_batches_survive_the_workers_output_ring(pairs_root):
     assert sorted(expected) == sorted(b["key"][0] for b in kept)
     assert all(torch.equal(b["left"], expected[b["key"][0]]["left"]) and
                torch.equal(b["right"], expected[b["key"][0]]["right"]) for b in kept)
+
+
+def test_a_loader_with_live_workers_pickles_without_them(pairs_root):
+    import pickle
+
+    loader = make_loader(pairs_root, batch_size=4, augment=SPEC, workers=1, seed=1)
+    first = next(iter(loader))
+    copy = pickle.loads(pickle.dumps(loader))
+    assert copy._torch_cache is None and loader._torch_cache is not None
+    copy.set_epoch(0)
+    assert next(iter(copy))["key"] == first["key"]
+    loader.close()
