@@ -102,25 +102,23 @@ class Loader:
         return dali_batches(self, epoch, done)
 
     def _torch_batches(self, epoch: int, done: int):
-        from loaders.torch_pipeline import MainRings, small_as_tensors
+        from loaders.torch_pipeline import small_as_tensors
 
         on_cpu = self.device is None or torch.device(self.device).type == "cpu"
         dataset, loader = self._torch_loader(on_cpu)
         dataset.start(epoch, done)
         finish = functools.partial(modes.finish, self.mode, spec=self.augment, seed=self.seed,
                                    epoch=epoch, rank=self.rank)
-        rings = self._torch_cache[3]
         for batch in loader if loader is not None else dataset:
             if dataset.finish is None:   # uint16 batch: to the device, augment there
                 yield finish(batch, device=self.device)
             else:
-                yield small_as_tensors(rings.take(batch))
+                yield small_as_tensors(batch)
 
     def _torch_loader(self, on_cpu: bool):
         """The dataset and DataLoader, built once and kept (workers persist across epochs);
         rebuilt only when what the workers were forked with changes (augmentation, device)."""
-        from loaders.torch_pipeline import (MainRings, PlannedBatches, batch_loader,
-                                            preload_indexes)
+        from loaders.torch_pipeline import PlannedBatches, batch_loader, preload_indexes
 
         key = (self.augment, on_cpu, self.workers, len(self))
         cached = getattr(self, "_torch_cache", None)
@@ -139,7 +137,7 @@ class Loader:
         if self.workers > 0:
             preload_indexes(self.shard_set, self.cache_dir)
             loader = batch_loader(dataset, self.workers)
-        self._torch_cache = (key, dataset, loader, MainRings())
+        self._torch_cache = (key, dataset, loader)
         return dataset, loader
 
     def __getstate__(self):

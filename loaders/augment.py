@@ -140,8 +140,7 @@ def crop_interpolate(images: torch.Tensor, boxes: torch.Tensor, size: int,
     and it costs twice as much, so it runs only for crops larger than ``size``.
     """
     shape = (images.shape[0], images.shape[1], size, size)
-    out = (shared(shape) if callable(shared) else empty_shared(shape) if shared
-           else images.new_empty(shape))
+    out = empty_shared(shape) if shared else images.new_empty(shape)
     n = boxes.shape[0]
     hf = [False] * n if hflip is None else hflip.tolist()
     vf = [False] * n if vflip is None else vflip.tolist()
@@ -204,8 +203,7 @@ def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator
     on the CPU ``generator`` so a seed gives the same batch on every device. On the CPU the
     crop, resize and flips are one pass into a new batch and the photometric steps run in place
     on it (``x`` is never overwritten). ``shared``: that new batch is allocated in shared memory
-    (CPU only; a DataLoader worker's output); a callable ``shared(shape)`` gives the tensor to
-    write it into (a slot of a worker's preallocated ring)."""
+    (CPU only; a DataLoader worker's output)."""
     b, _, height, width = x.shape
     boxes = crop_boxes(b, height, width, spec, generator)
     g = _log_uniform(b, spec.gamma, generator)
@@ -215,8 +213,7 @@ def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator
     identity_crop = (spec.size == height == width) and bool(
         (boxes == torch.tensor([0.0, 0.0, width, height])).all())
     if not identity_crop or bool(hflip.any()) or bool(vflip.any()):
-        x = resized_crop(x, boxes, spec.size, hflip, vflip,
-                         shared if x.device.type == "cpu" else False)
+        x = resized_crop(x, boxes, spec.size, hflip, vflip, shared and x.device.type == "cpu")
     elif spec.gamma != (1.0, 1.0) or spec.contrast != (1.0, 1.0):
         x = x.clone()   # the caller's batch stays as it was (ssl augments it twice)
     return photometric(x, g if spec.gamma != (1.0, 1.0) else None,

@@ -45,7 +45,6 @@ class PlannedBatches(IterableDataset):
         # (epoch, batches done): shared with forked workers, read at each iteration's start
         self.position = torch.zeros(2, dtype=torch.int64).share_memory_()
         self._worker_ready = False
-        self._ring = None   # a worker's output buffers, made on its first batch
 
     def start(self, epoch: int, done: int) -> None:
         """Set the epoch and resume point the next iteration (in any worker) runs from."""
@@ -80,87 +79,7 @@ class PlannedBatches(IterableDataset):
             elif info is None:
                 yield self.finish(raw, epoch=epoch)
             else:
-                if self._ring is None:
-                    self._ring = WorkerRing(worker, RING_SLOTS)
-                batch = self.finish(raw, epoch=epoch, shared=self._ring.next_slot())
-                yield small_as_numpy(self._ring.ship(batch))
-
-
-# A worker's batches go into a fixed ring of shared-memory buffers instead of fresh shared memory
-# per batch (allocating and zeroing 4.7 MB per 64 pairs at 96 px), and only the slot's place
-# travels. Slot reuse is safe without handshakes: a worker has at most ``PREFETCH`` batches
-# requested and not yet received by the main process, plus one being written once the main
-# process has asked for the next (before it copies the one it just received out of its slot).
-PREFETCH = 4
-RING_SLOTS = PREFETCH + 2
-
-
-class WorkerRing:
-    """Worker side: hands out slot tensors in allocation order, one ring per output buffer."""
-
-    def __init__(self, worker: int, slots: int):
-        self.worker, self.slots = worker, slots
-        self.rings: list[torch.Tensor] = []
-        self.fresh: dict[int, torch.Tensor] = {}
-        self.slot, self.count, self.n = 0, 0, 0
-
-    def next_slot(self):
-        self.slot, self.count = self.n % self.slots, 0
-        self.n += 1
-        return self.allocate
-
-    def allocate(self, shape: tuple) -> torch.Tensor:
-        i, self.count = self.count, self.count + 1
-        shape = tuple(shape)
-        if i == len(self.rings):
-            self.rings.append(None)
-        if self.rings[i] is None or tuple(self.rings[i].shape[1:]) != shape:
-            self.rings[i] = torch.empty((self.slots,) + shape).share_memory_()
-            self.fresh[i] = self.rings[i]   # shipped once; the main process keeps it
-        return self.rings[i][self.slot]
-
-    def ship(self, batch: dict) -> dict:
-        """Replace the tensors that live in the ring by their place in it."""
-        places = {}
-        for name, t in list(batch.items()):
-            if not isinstance(t, torch.Tensor):
-                continue
-            for i, ring in enumerate(self.rings):
-                if ring is not None and t.untyped_storage().data_ptr() == \
-                        ring.untyped_storage().data_ptr():
-                    places[name] = (i, self.slot, t.storage_offset(), tuple(t.shape),
-                                    t.stride())
-                    del batch[name]
-                    break
-        batch[RING_KEY] = (self.worker, places, self.fresh)
-        self.fresh = {}
-        return batch
-
-
-RING_KEY = "_ring"
-
-
-class MainRings:
-    """Main-process side: the workers' rings, and copies of each batch out of its slot (the
-    slot is rewritten a few batches later; the consumer keeps its batch as long as it likes)."""
-
-    def __init__(self):
-        self.rings: dict[tuple[int, int], torch.Tensor] = {}
-
-    def take(self, batch: dict) -> dict:
-        ship = batch.pop(RING_KEY, None)
-        if ship is None:
-            return batch
-        worker, places, fresh = ship
-        for i, ring in fresh.items():
-            self.rings[worker, i] = ring
-        copies = {}
-        for name, (i, slot, offset, size, stride) in places.items():
-            if i not in copies:
-                copies[i] = self.rings[worker, i][slot].clone()
-            base = slot * copies[i].numel()
-            batch[name] = copies[i].as_strided(size, stride, offset - base)
-        return batch
+                yield small_as_numpy(self.finish(raw, epoch=epoch, shared=True))
 
 
 # Per-sample columns a worker ships as numpy: every tensor in a worker's output gets its own
@@ -194,7 +113,7 @@ def preload_indexes(shard_set: ShardSet, cache_dir: str | None) -> None:
 def batch_loader(dataset: PlannedBatches, workers: int) -> DataLoader:
     """A DataLoader whose workers persist across epochs: every ``iter()`` of it runs the epoch
     and resume point last given to ``dataset.start`` (one batch from each worker in turn)."""
-    return DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=PREFETCH,
+    return DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4,
                       persistent_workers=True, collate_fn=_as_is,
                       multiprocessing_context=_context())
 

@@ -181,12 +181,10 @@ def test_workers_persist_across_epochs_with_the_same_batches(pairs_root):
     assert loader._torch_cache is None
 
 
-def test_kept_batches_survive_the_workers_output_ring(pairs_root):
-    from loaders.torch_pipeline import RING_SLOTS
-
+def test_kept_batches_stay_valid_across_many_batches(pairs_root):
     kwargs = dict(batch_size=1, augment=SPEC, seed=2, shuffle_buffer=4)
     kept = list(make_loader(pairs_root, workers=2, **kwargs))   # every batch held to the end
-    assert len(kept) > 2 * RING_SLOTS    # so each worker's slots were rewritten
+    assert len(kept) > 12    # more than the workers have in flight
     plain = list(make_loader(pairs_root, workers=0, **kwargs))
     # the batch order depends on the worker count; each batch's content does not
     expected = {b["key"][0]: b for b in plain}
