@@ -114,3 +114,11 @@ def http_server():
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def pairs_root(tmp_path_factory):
+    """A small pair shard set over three shards of uneven size (5, 7, 3 samples)."""
+    from loaders import synthetic
+
+    return synthetic.pair_set(tmp_path_factory.mktemp("pairs"), counts=(5, 7, 3))

@@ -7,17 +7,9 @@ import torch
 pytest.importorskip("nvidia.dali")
 
 from loaders import AugmentSpec, make_loader, synthetic  # noqa: E402
+from loader_checks import real_keys  # noqa: E402
 
 SPEC = AugmentSpec(size=8)
-
-
-def real_keys(batches) -> list[str]:
-    return [k for b in batches for k, pad in zip(b["key"], b["is_pad"].tolist()) if not pad]
-
-
-@pytest.fixture(scope="module")
-def pairs_root(tmp_path_factory):
-    return synthetic.pair_set(tmp_path_factory.mktemp("pairs"), counts=(5, 7, 3))
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])

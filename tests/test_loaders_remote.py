@@ -6,13 +6,10 @@ import os
 import pytest
 
 from loaders import AugmentSpec, make_loader, synthetic
+from loader_checks import real_keys
 
 SPEC = AugmentSpec(size=8)
 EXPECTED = [f"pair_{i:06d}" for i in range(9)]
-
-
-def real_keys(batches) -> list[str]:
-    return [k for b in batches for k, pad in zip(b["key"], b["is_pad"].tolist()) if not pad]
 
 
 @pytest.fixture
