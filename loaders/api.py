@@ -102,18 +102,18 @@ class Loader:
         return dali_batches(self, epoch, done)
 
     def _torch_batches(self, epoch: int, done: int):
-        from loaders.torch_pipeline import small_as_tensors
-
         on_cpu = self.device is None or torch.device(self.device).type == "cpu"
         dataset, loader = self._torch_loader(on_cpu)
         dataset.start(epoch, done)
         finish = functools.partial(modes.finish, self.mode, spec=self.augment, seed=self.seed,
                                    epoch=epoch, rank=self.rank)
         for batch in loader if loader is not None else dataset:
+            if loader is not None:
+                batch = dataset.receive(batch)
             if dataset.finish is None:   # uint16 batch: to the device, augment there
                 yield finish(batch, device=self.device)
             else:
-                yield small_as_tensors(batch)
+                yield batch
 
     def _torch_loader(self, on_cpu: bool):
         """The dataset and DataLoader, built once and kept (workers persist across epochs);
@@ -139,6 +139,14 @@ class Loader:
             loader = batch_loader(dataset, self.workers)
         self._torch_cache = (key, dataset, loader)
         return dataset, loader
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the torch backend's running DataLoader workers (none for DALI, for
+        ``workers=0``, or before the first batch is asked for)."""
+        from loaders.torch_pipeline import loader_pids
+
+        cached = getattr(self, "_torch_cache", None)
+        return loader_pids(cached[2]) if cached is not None else []
 
     def __getstate__(self):
         # worker processes and their DataLoader stay with the process that started them

@@ -114,11 +114,12 @@ def crop_boxes(batch: int, height: int, width: int, spec: AugmentSpec,
 
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int,
                  hflip: torch.Tensor | None = None, vflip: torch.Tensor | None = None,
-                 shared: bool = False) -> torch.Tensor:
+                 out: torch.Tensor | None = None) -> torch.Tensor:
     """Crop ``boxes`` out of ``[B, C, H, W]``, resize each to ``size`` (linear filter that
     averages when shrinking; the whole patch at its own size comes back unchanged) and mirror
     the samples flagged in ``hflip`` / ``vflip`` (bool ``[B]``, flips commute with the
-    pixel-wise steps, so they are applied here, on the way out of the resize).
+    pixel-wise steps, so they are applied here, on the way out of the resize). ``out``: a
+    float32 ``[B, C, size, size]`` CPU tensor to write into (used on the CPU only).
 
     On a GPU: one ``roi_align`` call for the whole batch (``ceil(box/size)`` samples per output
     pixel). On the CPU, torch's bilinear ``interpolate`` kernels per sample are two to three
@@ -127,13 +128,13 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int,
     if boxes.shape[0] == 0:
         return images.new_zeros((0, images.shape[1], size, size))
     if images.device.type == "cpu":
-        return crop_interpolate(images, boxes, size, hflip, vflip, shared)
+        return crop_interpolate(images, boxes, size, hflip, vflip, out)
     return _flip(crop_roi_align(images, boxes, size), hflip, vflip)
 
 
 def crop_interpolate(images: torch.Tensor, boxes: torch.Tensor, size: int,
                      hflip: torch.Tensor | None = None, vflip: torch.Tensor | None = None,
-                     shared: bool = False) -> torch.Tensor:
+                     out: torch.Tensor | None = None) -> torch.Tensor:
     """The CPU resize, one call per sample and channel, written into a preallocated batch.
 
     Crops no larger than ``size`` (the usual case: a crop of a patch enlarged back to the
@@ -142,9 +143,13 @@ def crop_interpolate(images: torch.Tensor, boxes: torch.Tensor, size: int,
     values agree to 1e-5) at a third of its cost, most of torch's being per-call overhead at
     96 px. A crop larger than ``size`` in either direction is shrunk by torch's antialiased
     kernel (its support grows with the scale, as DALI's does; plain bilinear would alias).
+    ``images`` may be float32 or the stored uint16 (each crop is converted as it is read).
     """
     shape = (images.shape[0], images.shape[1], size, size)
-    out = empty_shared(shape) if shared else images.new_empty(shape)
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32)
+    elif tuple(out.shape) != shape or out.dtype != torch.float32 or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous float32 tensor of shape {shape}")
     n = boxes.shape[0]
     hf = [False] * n if hflip is None else hflip.tolist()
     vf = [False] * n if vflip is None else vflip.tolist()
@@ -152,29 +157,23 @@ def crop_interpolate(images: torch.Tensor, boxes: torch.Tensor, size: int,
     dst = out.numpy()
     for i, (x0, y0, x1, y1) in enumerate(boxes.to(torch.int64).tolist()):
         if y1 - y0 > size or x1 - x0 > size:
-            crop = images[i:i + 1, :, y0:y1, x0:x1]
+            crop = torch.from_numpy(src[i:i + 1, :, y0:y1, x0:x1].astype(np.float32))
             out[i] = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True,
                                    align_corners=False)[0]
         elif (y1 - y0, x1 - x0) == (size, size):
             dst[i] = src[i, :, y0:y1, x0:x1]
         else:
             for c in range(shape[1]):
-                cv2.resize(src[i, c, y0:y1, x0:x1], (size, size), dst=dst[i, c],
-                           interpolation=cv2.INTER_LINEAR)
+                crop = src[i, c, y0:y1, x0:x1]
+                if crop.dtype != np.float32:   # uint16: only the crop, while it is small
+                    crop = crop.astype(np.float32)
+                cv2.resize(crop, (size, size), dst=dst[i, c], interpolation=cv2.INTER_LINEAR)
         if hf[i] or vf[i]:
             # flipCode 1: around the vertical axis (left-right), 0: up-down, -1: both
             code = -1 if hf[i] and vf[i] else (1 if hf[i] else 0)
             for c in range(shape[1]):
                 cv2.flip(dst[i, c], code, dst=dst[i, c])
     return out
-
-
-def empty_shared(shape: tuple) -> torch.Tensor:
-    """An uninitialised float32 CPU tensor in shared memory, as torch's ``default_collate``
-    allocates a worker's batch: sent to the main process without a copy."""
-    numel = math.prod(shape)
-    storage = torch.empty(0)._typed_storage()._new_shared(numel, device="cpu")
-    return torch.empty(0).new(storage).view(shape)
 
 
 def crop_roi_align(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -191,10 +190,11 @@ def _flip(x: torch.Tensor, hflip, vflip) -> torch.Tensor:
     return x
 
 
-def photometric(x: torch.Tensor, gamma: torch.Tensor | None,
-                contrast: torch.Tensor | None) -> torch.Tensor:
+def photometric(x: torch.Tensor, gamma: torch.Tensor | None, contrast: torch.Tensor | None,
+                top: torch.Tensor | None = None) -> torch.Tensor:
     """Contrast around each sample's mean, clamped to ``[0, 1]``, then gamma; ``None`` skips a
-    step. ``x`` is overwritten (pass a copy to keep it).
+    step. ``x`` is overwritten (pass a copy to keep it). ``top``: ``x`` is not yet scaled to
+    ``[0, 1]``; each sample is divided by its ``top`` first (folded into the contrast step).
 
     Vectorised passes over the pixels after the mean: ``mul_`` and ``add_`` (contrast; one
     ``addcmul`` with broadcast factors is three times slower on the CPU), ``clamp_``, and the
@@ -202,10 +202,17 @@ def photometric(x: torch.Tensor, gamma: torch.Tensor | None,
     fast as ``pow`` with a per-sample exponent. On the CPU the logarithm is OpenCV's (a sixth
     of torch's ``log2_`` there, same values to 3e-7 relative).
     """
+    t = None if top is None else top.to(x.device, x.dtype).view(-1, 1, 1, 1)
     if contrast is not None:
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         c = contrast.to(x.device, x.dtype).view(-1, 1, 1, 1)
-        x = x.mul_(c).add_(mean * (1.0 - c)).clamp_(0.0, 1.0)
+        if t is None:
+            x = x.mul_(c).add_(mean * (1.0 - c))
+        else:   # (x / t - m / t) * c + m / t
+            x = x.mul_(c / t).add_(mean * ((1.0 - c) / t))
+        x = x.clamp_(0.0, 1.0)
+    elif t is not None:
+        x = x.div_(t)
     if gamma is not None:
         g = gamma.to(x.device, x.dtype).view(-1, 1, 1, 1)
         if x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous():
@@ -218,26 +225,39 @@ def photometric(x: torch.Tensor, gamma: torch.Tensor | None,
 
 
 def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator,
-                  shared: bool = False) -> torch.Tensor:
+                  out: torch.Tensor | None = None, top: torch.Tensor | None = None
+                  ) -> torch.Tensor:
     """Augment a float ``[B, C, H, W]`` batch in ``[0, 1]`` (any device); random draws are made
     on the CPU ``generator`` so a seed gives the same batch on every device. On the CPU the
     crop, resize and flips are one pass into a new batch and the photometric steps run in place
-    on it (``x`` is never overwritten). ``shared``: that new batch is allocated in shared memory
-    (CPU only; a DataLoader worker's output)."""
+    on it (``x`` is never overwritten). ``out``: a contiguous float32 CPU tensor of the output's
+    shape to write the result into (a DataLoader worker's output slot); ignored off the CPU.
+
+    ``top`` (CPU only): ``x`` holds the stored uint16 values and sample ``i`` is divided by
+    ``top[i]`` (``2**bits - 1``) on the way, inside the contrast step; the same values as
+    ``augment_batch(scale_to_unit(x, bits), ...)`` to float rounding (exactly when nothing but the
+    scaling is asked for), with two passes over the batch fewer and the crops read while small."""
     b, _, height, width = x.shape
     boxes = crop_boxes(b, height, width, spec, generator)
     g = _log_uniform(b, spec.gamma, generator)
     c = _uniform(b, spec.contrast, generator)
     flips = torch.rand(b, 2, generator=generator)
     hflip, vflip = flips[:, 0] < spec.hflip, flips[:, 1] < spec.vflip
+    if x.device.type != "cpu":
+        out = None
     identity_crop = (spec.size == height == width) and bool(
         (boxes == torch.tensor([0.0, 0.0, width, height])).all())
     if not identity_crop or bool(hflip.any()) or bool(vflip.any()):
-        x = resized_crop(x, boxes, spec.size, hflip, vflip, shared and x.device.type == "cpu")
+        x = resized_crop(x, boxes, spec.size, hflip, vflip, out)
+    elif out is not None:
+        np.copyto(out.numpy(), x.numpy())   # numpy's uint16 -> float32 cast is vectorised
+        x = out
+    elif x.dtype != torch.float32:
+        x = torch.from_numpy(x.numpy().astype(np.float32))
     elif spec.gamma != (1.0, 1.0) or spec.contrast != (1.0, 1.0):
         x = x.clone()   # the caller's batch stays as it was (ssl augments it twice)
     return photometric(x, g if spec.gamma != (1.0, 1.0) else None,
-                       c if spec.contrast != (1.0, 1.0) else None).contiguous()
+                       c if spec.contrast != (1.0, 1.0) else None, top).contiguous()
 
 
 def batch_generator(seed: int, epoch: int, rank: int, batch_index: int, view: int = 0):

@@ -76,20 +76,22 @@ _LAYOUT = {"pairs": ("pair", schema.PAIR_REQUIRED, ("left.", "right.")),
            "labelled": ("patch", schema.PATCH_REQUIRED, ("",))}
 
 
-def decode_batch(mode: str, items: list, batch_index: int) -> dict:
+def decode_batch(mode: str, items: list, batch_index: int, alloc=None) -> dict:
     """``items``: ``(stored sample, side, is_pad)`` -> the uint16 batch ``assemble`` makes from
     ``decode``'s output, decoded straight into the batch array.
 
     The batch's JSON is parsed in one call and raw pixels are copied from the read buffer into
     the batch once. A sample that does not meet the schema on this path (unreadable JSON, a
     missing field, a wrong kind, size or byte count, an undecodable PNG) goes through ``decode``,
-    the schema's decoder, which raises its error naming the shard and sample."""
+    the schema's decoder, which raises its error naming the shard and sample. ``alloc(shape,
+    dtype)``: where the uint16 pixels go (a worker's shared output slot); default new memory."""
     kind, required, prefixes = _LAYOUT[check_mode(mode)]
     samples = [sample for sample, _, _ in items]
     metas = _load_metas(samples)
     size = _batch_size_px(metas, samples, mode)
     channels = 2 if mode == "pairs" else 1
-    pixels = np.empty((len(items), channels, size, size), dtype=np.uint16)
+    shape = (len(items), channels, size, size)
+    pixels = np.empty(shape, np.uint16) if alloc is None else alloc(shape, torch.uint16).numpy()
     keys = []
     for i, (sample, side, _) in enumerate(items):
         meta = metas[i] if metas is not None else None
@@ -162,29 +164,35 @@ def _stack(examples: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def finish(mode: str, raw: dict, spec: AugmentSpec, *, seed: int, epoch: int, rank: int,
-           device=None, shared: bool = False) -> dict:
+           device=None, alloc=None) -> dict:
     """uint16 batch -> float32 batch on ``device``, augmented (the torch backend's last step).
 
-    ``shared``: write the augmented batches straight into shared memory (a DataLoader worker's
-    output is moved there anyway; allocated there, it is not copied)."""
-    pixels = raw["pixels"]
-    if device is not None and torch.device(device).type != "cpu":
-        pixels = torch.from_numpy(pixels).to(device, non_blocking=True)
-    x = scale_to_unit(pixels, torch.from_numpy(raw["bits"]))
+    ``alloc(shape, dtype)``: on the CPU, where the augmented pixels are written: one float32
+    block ``[views, B, C, S, S]`` (views: 2 in ssl mode, else 1) that the output tensors are
+    views of. A DataLoader worker passes its shared-memory output slot; default: new memory."""
+    pixels, bits = raw["pixels"], torch.from_numpy(raw["bits"])
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    top = None
+    if on_cpu:   # the scaling happens inside the augmentation (one pass less)
+        x, top = torch.from_numpy(pixels), torch.pow(2.0, bits.to(torch.float32)) - 1.0
+    else:
+        x = scale_to_unit(torch.from_numpy(pixels).to(device, non_blocking=True), bits)
+    views = 2 if mode == "ssl" else 1
+    block = None
+    if on_cpu and alloc is not None:
+        block = alloc((views, x.shape[0], x.shape[1], spec.size, spec.size), torch.float32)
     j = raw["batch_index"]
     out = {k: raw[k] for k in ("key", "meta", "batch_index")}
     out["is_pad"] = torch.from_numpy(raw["is_pad"])
+    augmented = [augment_batch(x, spec, batch_generator(seed, epoch, rank, j, view),
+                               out=None if block is None else block[k], top=top)
+                 for k, view in enumerate((1, 2) if mode == "ssl" else (0,))]
     if mode == "pairs":
-        x = augment_batch(x, spec, batch_generator(seed, epoch, rank, j), shared=shared)
-        out["left"], out["right"] = x[:, :1], x[:, 1:]
+        out["left"], out["right"] = augmented[0][:, :1], augmented[0][:, 1:]
         out["area"] = torch.from_numpy(raw["area"])
     elif mode == "ssl":
-        out["view1"] = augment_batch(x, spec, batch_generator(seed, epoch, rank, j, 1),
-                                     shared=shared)
-        out["view2"] = augment_batch(x, spec, batch_generator(seed, epoch, rank, j, 2),
-                                     shared=shared)
+        out["view1"], out["view2"] = augmented
     else:
-        out["image"] = augment_batch(x, spec, batch_generator(seed, epoch, rank, j),
-                                     shared=shared)
+        out["image"] = augmented[0]
         out["label"] = torch.from_numpy(raw["label"])
     return out

@@ -6,7 +6,8 @@ of the epoch; each worker gets a contiguous block of the rank's batches (the nod
 webdataset's ``split_by_node``/``split_by_worker`` make at shard granularity, made here at sample
 granularity so counts balance exactly). For a GPU, workers ship uint16 batches and the main
 process converts them to float on the device and augments the whole batch at once; for CPU
-training the workers augment (one torch thread each) into shared memory.
+training the workers augment (one torch thread each) into shared memory that is reused from batch
+to batch (``slots.py``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from loaders import modes
 from loaders.epochs import plan_rank, resume_blocks
 from loaders.reading import plan_samples, shard_index
+from loaders.slots import SlotPool
 from loaders.sources import ShardSet
+
+PREFETCH = 4   # batches each DataLoader worker prepares ahead
 
 
 class PlannedBatches(IterableDataset):
@@ -40,10 +44,13 @@ class PlannedBatches(IterableDataset):
         self.n_batches, self.workers = n_batches, workers
         self.shuffle_buffer, self.cache_dir = shuffle_buffer, cache_dir
         # CPU training: augment in the workers (one core each) instead of in the main process;
-        # ``finish(raw, epoch=..., shared=...)``
+        # ``finish(raw, epoch=..., alloc=...)``
         self.finish = finish
         # (epoch, batches done): shared with forked workers, read at each iteration's start
         self.position = torch.zeros(2, dtype=torch.int64).share_memory_()
+        # reused output memory: a slot per batch a worker may have in flight or held by the
+        # caller (the DataLoader's prefetch plus the batch in use and the one before it)
+        self.slots = SlotPool(workers, PREFETCH + 2)
         self._worker_ready = False
 
     def start(self, epoch: int, done: int) -> None:
@@ -73,13 +80,26 @@ class PlannedBatches(IterableDataset):
         mine = blocks[worker] if worker < len(blocks) else []
         for j, items in plan_samples(self.plan(epoch), mine, self.shard_set, units,
                                      self.cache_dir):
-            raw = modes.decode_batch(self.mode, items, j)
-            if self.finish is None:
-                yield raw
-            elif info is None:
-                yield self.finish(raw, epoch=epoch)
-            else:
-                yield small_as_numpy(self.finish(raw, epoch=epoch, shared=True))
+            if info is None:
+                raw = modes.decode_batch(self.mode, items, j)
+                yield raw if self.finish is None else self.finish(raw, epoch=epoch)
+                continue
+            lease = self.slots.lease(worker)
+            try:
+                if self.finish is None:   # uint16 pixels for the device, straight into the slot
+                    out = modes.decode_batch(self.mode, items, j, alloc=lease.alloc)
+                else:
+                    raw = modes.decode_batch(self.mode, items, j)
+                    out = small_as_numpy(self.finish(raw, epoch=epoch, alloc=lease.alloc))
+            except BaseException:
+                lease.cancel()
+                raise
+            yield lease.ship(out)
+
+    def receive(self, batch: dict) -> dict:
+        """A batch as the main process got it from a worker -> the batch the caller sees."""
+        batch = self.slots.receive(batch)
+        return batch if self.finish is None else small_as_tensors(batch)
 
 
 # Per-sample columns a worker ships as numpy: every tensor in a worker's output gets its own
@@ -113,7 +133,7 @@ def preload_indexes(shard_set: ShardSet, cache_dir: str | None) -> None:
 def batch_loader(dataset: PlannedBatches, workers: int) -> DataLoader:
     """A DataLoader whose workers persist across epochs: every ``iter()`` of it runs the epoch
     and resume point last given to ``dataset.start`` (one batch from each worker in turn)."""
-    return DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4,
+    return DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=PREFETCH,
                       persistent_workers=True, collate_fn=_as_is,
                       multiprocessing_context=_context())
 
@@ -126,13 +146,21 @@ def close_loader(loader: DataLoader | None) -> None:
         loader._iterator = None
 
 
+def loader_pids(loader: DataLoader | None) -> list[int]:
+    """Process ids of a persistent loader's live workers."""
+    iterator = getattr(loader, "_iterator", None) if loader is not None else None
+    workers = getattr(iterator, "_workers", None) or []
+    return [w.pid for w in workers if w.pid is not None and w.is_alive()]
+
+
 def _keep_freed_memory():
     """Let glibc's malloc keep the worker's freed batch buffers for the next batch.
 
     Every batch allocates and frees the same few megabytes; by default glibc returns such
     blocks to the kernel, so each batch page-faulted (and the kernel zeroed) them afresh: a
-    third of a worker's system time at 96 px (a tenth of its CPU time). A fixed mmap threshold above a batch and a high
-    trim threshold keep them in the heap. No-op where there is no glibc.
+    third of a worker's system time at 96 px (a tenth of its CPU time). A fixed mmap
+    threshold above a batch and a high trim threshold keep them in the heap. No-op where there
+    is no glibc.
     """
     import ctypes
 

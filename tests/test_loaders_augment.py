@@ -81,12 +81,43 @@ def test_flips_applied_in_the_resize_equal_flipping_afterwards():
     hflip = torch.tensor([True, False, True, False])
     vflip = torch.tensor([True, True, False, False])
     plain = crop_interpolate(x, boxes, 20)
-    flipped = crop_interpolate(x, boxes, 20, hflip, vflip, shared=True)
-    assert flipped.is_shared()
+    into = torch.full((4, 2, 20, 20), -1.0)
+    flipped = crop_interpolate(x, boxes, 20, hflip, vflip, out=into)
+    assert flipped.data_ptr() == into.data_ptr()   # written where it was asked to be
     assert torch.equal(flipped[0], plain[0].flip(-1, -2))
     assert torch.equal(flipped[1], plain[1].flip(-2))
     assert torch.equal(flipped[2], plain[2].flip(-1))
     assert torch.equal(flipped[3], plain[3])
+
+
+def test_opencv_resize_matches_torch_bilinear_and_shrinking_stays_antialiased():
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(16, 2, 48, 48, generator=g)
+    boxes = crop_boxes(16, 48, 48, AugmentSpec(size=48, scale=(0.1, 1.0)), g)
+    for size in (48, 32):   # enlarging (OpenCV) and, for 32, shrinking some (torch antialias)
+        got = crop_interpolate(x, boxes, size)
+        for i, (x0, y0, x1, y1) in enumerate(boxes.to(torch.int64).tolist()):
+            want = F.interpolate(x[i:i + 1, :, y0:y1, x0:x1], size=(size, size),
+                                 mode="bilinear", align_corners=False,
+                                 antialias=(y1 - y0 > size or x1 - x0 > size))[0]
+            assert torch.allclose(got[i], want, atol=2e-5), (size, i)
+
+
+def test_photometric_equals_contrast_then_pow():
+    from loaders.augment import photometric
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(8, 2, 16, 16, generator=g)
+    x[0, 0, :2] = 0.0
+    gamma, contrast = 0.5 + 1.5 * torch.rand(8, generator=g), 0.5 + torch.rand(8, generator=g)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    c = contrast.view(-1, 1, 1, 1)
+    want = ((x - mean) * c + mean).clamp(0, 1).pow(gamma.view(-1, 1, 1, 1))
+    got = photometric(x.clone(), gamma, contrast)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.equal(got[want == 0], want[want == 0])   # 0 ** g stays exactly 0
 
 
 def test_plain_bilinear_when_enlarging_matches_the_antialiased_kernel():
@@ -107,3 +138,23 @@ def test_photometric_keeps_zero_and_one_and_skips_fixed_steps():
     assert out.flatten().tolist()[0] == 0.0 and out.flatten().tolist()[2] == 1.0
     assert abs(out.flatten()[1].item() - 0.25 ** 1.7) < 1e-6
     assert torch.equal(photometric(x.clone(), None, None), x)
+
+
+@pytest.mark.parametrize("spec", [AugmentSpec(size=24), AugmentSpec(size=16),
+                                  AugmentSpec(size=24, contrast=(1.0, 1.0)),
+                                  AugmentSpec.identity(24)])
+def test_scaling_inside_the_augmentation_equals_scaling_first(spec):
+    """The CPU path augments the stored uint16 values and divides by 2**bits - 1 on the way."""
+    g = torch.Generator().manual_seed(9)
+    pixels = torch.randint(0, 4096, (6, 2, 24, 24), generator=g).numpy().astype("uint16")
+    bits = torch.tensor([12, 12, 12, 14, 12, 12])
+    top = torch.pow(2.0, bits.to(torch.float32)) - 1.0
+    want = augment_batch(scale_to_unit(pixels, bits), spec, batch_generator(1, 0, 0, 0))
+    into = torch.empty_like(want)
+    got = augment_batch(torch.from_numpy(pixels), spec, batch_generator(1, 0, 0, 0), out=into,
+                        top=top)
+    assert got.data_ptr() == into.data_ptr()
+    if spec == AugmentSpec.identity(24):
+        assert torch.equal(got, want)      # nothing but the scaling: bit for bit
+    else:
+        assert torch.allclose(got, want, atol=1e-5)
