@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 
+import cv2
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -69,6 +70,7 @@ class PlannedBatches(IterableDataset):
         if info is not None and not self._worker_ready:
             self._worker_ready = True   # once per worker process, not once per epoch
             torch.set_num_threads(1)  # one core per worker: workers x threads = the cores
+            cv2.setNumThreads(1)
             # A forked worker shares the parent's heap; the cyclic GC would walk (and so
             # copy-on-write) every inherited object whenever it runs, which made a worker's
             # index parsing 100x slower: inherited objects are left out of collections.
