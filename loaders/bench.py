@@ -76,9 +76,11 @@ def _timed(batches, seconds: float, count, shutdown=None, pids=None) -> dict:
     steady = None
 
     def steady_cpu():
+        """(main process + workers, main process) CPU seconds; None where unreadable."""
         workers = process_cpu_seconds(pids()) if pids is not None else 0.0
         own = os.times()
-        return None if workers is None else own.user + own.system + workers
+        return None if workers is None else (own.user + own.system + workers,
+                                             own.user + own.system)
 
     try:
         for batch in iterator:
@@ -104,12 +106,13 @@ def _timed(batches, seconds: float, count, shutdown=None, pids=None) -> dict:
         import gc
 
         gc.collect()
-    steady_ms = None
+    steady_ms = main_ms = None
     if steady is not None and steady_end is not None and examples:
-        steady_ms = 1000.0 * (steady_end - steady) / examples
+        steady_ms = 1000.0 * (steady_end[0] - steady[0]) / examples
+        main_ms = 1000.0 * (steady_end[1] - steady[1]) / examples
     return {"examples_per_s": examples / (end - start), "startup_s": first,
             "cpu_ms_per_example": 1000.0 * (cpu_seconds() - cpu0) / max(1, total),
-            "steady_cpu_ms_per_example": steady_ms}
+            "steady_cpu_ms_per_example": steady_ms, "main_cpu_ms_per_example": main_ms}
 
 
 def _endless(loader):
@@ -310,6 +313,7 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
                 row[backend + "_startup_s"] = run_["startup_s"]
                 row[backend + "_cpu_ms"] = run_["cpu_ms_per_example"]
                 row[backend + "_steady_cpu_ms"] = _steady(run_)
+                row[backend + "_main_cpu_ms"] = run_["main_cpu_ms_per_example"] or 0.0
                 if compare is not None:
                     other = time_backend(compare, mode=mode, backend=backend,
                                          batch_size=batch_size, seconds=seconds,
@@ -338,7 +342,8 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
             "examples_per_s": rate, "bytes_per_s": rate * per_example * bytes_per_sample,
             "startup_s": med[backend + "_startup_s"], "runs": [row[backend] for row in rounds],
             "cpu_ms_per_example": med[backend + "_cpu_ms"],
-            "steady_cpu_ms_per_example": med[backend + "_steady_cpu_ms"]}
+            "steady_cpu_ms_per_example": med[backend + "_steady_cpu_ms"],
+            "main_cpu_ms_per_example": med[backend + "_main_cpu_ms"]}
         log(f"{backend:6s} {rate:10.0f} {mode} examples/s  "
             f"{rate * per_example * bytes_per_sample / 1e6:8.1f} MB/s  "
             f"{med[backend + '_steady_cpu_ms']:6.3f} CPU ms/example  "

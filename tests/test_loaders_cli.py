@@ -24,6 +24,8 @@ def test_bench_writes_figures_and_ratios(tmp_path, capsys):
     assert {"vs_decode_bound", "vs_naive", "vs_read_bound", "cpu_vs_decode_bound",
             "cpu_vs_naive"} == set(result["ratios"])
     assert result["backends"]["dali"]["cpu_ms_per_example"] > 0
+    torch_run = result["backends"]["torch"]   # one worker: its CPU read from /proc as it runs
+    assert torch_run["steady_cpu_ms_per_example"] > torch_run["main_cpu_ms_per_example"] >= 0
     assert result["compare"]["source"].endswith("png")
     assert result["compare"]["backends"]["dali"]["ratio"] > 0
     printed = capsys.readouterr().out
