@@ -102,12 +102,14 @@ class Loader:
         return dali_batches(self, epoch, done)
 
     def _torch_batches(self, epoch: int, done: int):
+        from loaders.torch_pipeline import start_iteration
+
         on_cpu = self.device is None or torch.device(self.device).type == "cpu"
         dataset, loader = self._torch_loader(on_cpu)
         dataset.start(epoch, done)
         finish = functools.partial(modes.finish, self.mode, spec=self.augment, seed=self.seed,
                                    epoch=epoch, rank=self.rank)
-        for batch in loader if loader is not None else dataset:
+        for batch in start_iteration(loader) if loader is not None else dataset:
             if loader is not None:
                 batch = dataset.receive(batch)
             if dataset.finish is None:   # uint16 batch: to the device, augment there

@@ -140,6 +140,20 @@ def batch_loader(dataset: PlannedBatches, workers: int) -> DataLoader:
                       multiprocessing_context=_context())
 
 
+def start_iteration(loader: DataLoader):
+    """``iter(loader)``, which forks the workers the first time, with OpenCV's thread pool
+    stopped meanwhile: its threads do not survive a fork, and a forked worker that then touches
+    the inherited pool (OpenCV in the worker, even to set its thread count) waits forever. The
+    pool runs whenever this process used OpenCV on a large enough image (the caller's own code
+    included); its thread count is restored at once (the threads restart on demand)."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return iter(loader)
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def close_loader(loader: DataLoader | None) -> None:
     """Stop and join a persistent loader's workers now (not whenever it is collected)."""
     iterator = getattr(loader, "_iterator", None) if loader is not None else None

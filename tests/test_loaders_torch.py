@@ -195,3 +195,24 @@ def test_a_loader_with_live_workers_pickles_without_them(pairs_root):
     copy.set_epoch(0)
     assert next(iter(copy))["key"] == first["key"]
     loader.close()
+
+
+def test_workers_start_after_the_caller_used_opencv_threads(pairs_root):
+    """OpenCV's thread pool, running in the caller's process, must not hang forked workers."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, cv2, numpy as np\n"
+        "cv2.setNumThreads(2)\n"
+        "big = np.random.rand(2000, 2000).astype(np.float32)\n"
+        "cv2.resize(big, (2400, 2400))   # starts the pool's threads\n"
+        "from loaders import AugmentSpec, make_loader\n"
+        "loader = make_loader(sys.argv[1], batch_size=2, augment=AugmentSpec(size=8), workers=2)\n"
+        "print(len(list(loader)), flush=True)\n"
+        "loader.close()\n"
+        "cv2.resize(big, (2400, 2400))   # and the caller's OpenCV still works\n")
+    done = subprocess.run([sys.executable, "-c", script, str(pairs_root)], capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["8"]
