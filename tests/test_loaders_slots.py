@@ -161,3 +161,27 @@ def test_uint16_batches_for_a_device_travel_through_slots(pairs_root):
         assert dataset.slots.handed.sum() > 0
     finally:
         close_loader(loader)
+
+
+def test_a_damaged_sample_in_a_worker_is_a_clear_error(tmp_path):
+    """A worker's decode error reaches the caller naming the shard and the sample."""
+    import tarfile
+
+    from loaders import synthetic
+    from shards import schema
+
+    root = synthetic.pair_set(tmp_path / "s", counts=(6,), fmt="png")
+    shard = tmp_path / "s" / "train-000000.tar"
+    with tarfile.open(shard) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("left.png"))
+        key = member.name.split(".", 1)[0]
+    data = bytearray(shard.read_bytes())
+    start = member.offset_data + 40          # inside the image data: CRC and inflate fail
+    data[start:start + 16] = b"\xff" * 16
+    shard.write_bytes(bytes(data))
+    loader = make_loader(root, batch_size=2, augment=SPEC, workers=2, seed=0,
+                         shuffle_buffer=1)
+    with pytest.raises(schema.SchemaError, match=key) as info:
+        list(loader)
+    assert "train-000000.tar" in str(info.value)
+    loader.close()
