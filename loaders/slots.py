@@ -203,12 +203,16 @@ def _describe(value, base: int, nbytes: int):
     lies in the slot starting at address ``base``, else None."""
     as_numpy = isinstance(value, np.ndarray)
     if as_numpy:
-        value = torch.from_numpy(value)
-    if not isinstance(value, torch.Tensor) or value.device.type != "cpu":
+        address = value.__array_interface__["data"][0]
+    elif isinstance(value, torch.Tensor) and value.device.type == "cpu":
+        address = value.data_ptr()
+    else:
         return None
-    offset = value.data_ptr() - base
+    offset = address - base
     if not 0 <= offset < nbytes:
         return None
+    if as_numpy:   # only arrays carved out of the slot (plain numeric ones) get here
+        value = torch.from_numpy(value)
     return value.dtype, tuple(value.shape), value.stride(), offset, as_numpy
 
 

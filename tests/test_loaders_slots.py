@@ -185,3 +185,16 @@ def test_a_damaged_sample_in_a_worker_is_a_clear_error(tmp_path):
         list(loader)
     assert "train-000000.tar" in str(info.value)
     loader.close()
+
+
+def test_other_values_of_a_batch_travel_untouched():
+    pool = SlotPool(workers=1, per_worker=1)
+    lease = pool.lease(0)
+    x = lease.alloc((2,), torch.float32)
+    x.fill_(3.0)
+    names = np.array(["a", "b"])          # not a tensor type: left as it is
+    got = pool.receive(lease.ship({"x": x, "names": names, "flags": np.ones(2, bool),
+                                   "meta": [{"k": 1}]}))
+    assert got["x"].tolist() == [3.0, 3.0]
+    assert got["names"] is names and got["flags"].tolist() == [True, True]
+    assert got["meta"] == [{"k": 1}]
