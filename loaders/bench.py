@@ -58,7 +58,7 @@ def process_cpu_seconds(pids) -> float | None:
     return total
 
 
-def _timed(batches, seconds: float, count, shutdown=None, pids=None) -> dict:
+def _timed(batches, seconds: float, count, shutdown=None, pids=None, sync=None) -> dict:
     """Drain ``batches`` for ``seconds`` after the first batch; wall rate and CPU per example.
 
     Two CPU figures: ``cpu_ms_per_example`` counts from before start-up to after the workers
@@ -67,7 +67,8 @@ def _timed(batches, seconds: float, count, shutdown=None, pids=None) -> dict:
     the running workers ``pids()`` (read from ``/proc``; None where that is not possible), the
     like-for-like figure next to the decode-only bound, whose processes' start-up is not counted
     either. On a shared machine CPU is steadier than the wall clock, and on an idle one with
-    enough cores the throughput follows ``1 / cpu_per_example``.
+    enough cores the throughput follows ``1 / cpu_per_example``. ``sync``: called after each
+    batch (a GPU's queue drained, so that a batch counts once its work is done).
     """
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     iterator = iter(batches)
@@ -84,6 +85,8 @@ def _timed(batches, seconds: float, count, shutdown=None, pids=None) -> dict:
 
     try:
         for batch in iterator:
+            if sync is not None:
+                sync()
             now = time.perf_counter()
             n = count(batch)
             total += n
@@ -121,12 +124,20 @@ def _endless(loader):
 
 
 def time_backend(source, *, mode, backend, batch_size, seconds, workers, spec, cache_dir=None,
-                 seed=0) -> dict:
+                 seed=0, device=None) -> dict:
     """One timed run of ``make_loader``: examples/s after the first batch, start-up, CPU."""
     loader = make_loader(source, mode=mode, backend=backend, batch_size=batch_size,
-                         augment=spec, workers=workers, seed=seed, cache_dir=cache_dir)
+                         augment=spec, workers=workers, seed=seed, cache_dir=cache_dir,
+                         device=device)
     return _timed(_endless(loader), seconds, lambda b: len(b["key"]),
-                  shutdown=getattr(loader, "close", None), pids=loader.worker_pids)
+                  shutdown=getattr(loader, "close", None), pids=loader.worker_pids,
+                  sync=_sync(device))
+
+
+def _sync(device):
+    if device is None or torch.device(device).type != "cuda":
+        return None
+    return torch.cuda.synchronize
 
 
 def tar_bytes(shard_set) -> int:
@@ -262,25 +273,31 @@ class NaiveDataset(torch.utils.data.Dataset):
         return [self._transform(x) for _ in range(self.views)], label
 
 
-def time_naive(items, *, mode, batch_size, seconds, workers, spec) -> dict:
+def time_naive(items, *, mode, batch_size, seconds, workers, spec, device=None) -> dict:
+    """The naive loader's batches, moved to ``device`` as its user would."""
     dataset = NaiveDataset(items, spec, views=2 if mode == "ssl" else 1)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
                                          num_workers=workers, drop_last=True)
 
     def batches():
         while True:
-            yield from loader
+            for views, label in loader:
+                if device is not None:
+                    views = [v.to(device, non_blocking=True) for v in views]
+                yield views, label
 
-    return _timed(batches(), seconds, lambda b: b[0][0].shape[0])
+    return _timed(batches(), seconds, lambda b: b[0][0].shape[0], sync=_sync(device))
 
 
 # --- the whole benchmark ---------------------------------------------------------------------
 
 def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seconds=5.0,
         workers=2, repeats=3, spec=None, cache_dir=None, compare=None, endpoint=None,
-        log=print) -> dict:
+        device=None, log=print) -> dict:
     """The whole benchmark; ``compare``: another shard set (e.g. the same pixels as PNG) timed
-    with the same backends in the same rounds, reported as a ratio."""
+    with the same backends in the same rounds, reported as a ratio. ``device``: where the
+    batches go (``"cuda"``: the backends' GPU paths; the naive loader's batches are moved
+    there); default the CPU."""
     spec = spec or AugmentSpec()
     shard_set = open_shard_set(source, endpoint=endpoint)
     if compare is not None:
@@ -295,7 +312,9 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
               "augment": spec.to_dict(), "batch_size": batch_size, "workers": workers,
               "seconds": seconds, "repeats": repeats, "cpu_count": os.cpu_count(),
               "cuda": torch.cuda.is_available(), "samples_in_set": shard_set.samples,
+              "device": str(device or "cpu"), "device_name": _device_name(device),
               "backends": {}}
+    log(f"device: {result['device']} ({result['device_name']}), {os.cpu_count()} CPU cores")
     # Repeats are interleaved (every measurement once per round) so that the load of a shared
     # machine drifting during the run hits all of them alike; ratios are taken per round.
     patches = 2 if mode == "pairs" else 1   # images decoded per example
@@ -308,7 +327,7 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
             for backend in backends:
                 run_ = time_backend(shard_set, mode=mode, backend=backend,
                                     batch_size=batch_size, seconds=seconds, workers=workers,
-                                    spec=spec, cache_dir=cache_dir)
+                                    spec=spec, cache_dir=cache_dir, device=device)
                 row[backend] = run_["examples_per_s"]
                 row[backend + "_startup_s"] = run_["startup_s"]
                 row[backend + "_cpu_ms"] = run_["cpu_ms_per_example"]
@@ -317,7 +336,8 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
                 if compare is not None:
                     other = time_backend(compare, mode=mode, backend=backend,
                                          batch_size=batch_size, seconds=seconds,
-                                         workers=workers, spec=spec, cache_dir=cache_dir)
+                                         workers=workers, spec=spec, cache_dir=cache_dir,
+                                         device=device)
                     row[backend + "_compare"] = other["examples_per_s"]
                     row[backend + "_compare_cpu_ms"] = other["cpu_ms_per_example"]
                     row[backend + "_compare_steady_cpu_ms"] = _steady(other)
@@ -327,7 +347,7 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
             row["read_bytes"] = read_bound(shard_set, min(seconds, 2.0))
             row["read"] = row["read_bytes"] / bytes_per_sample / per_example
             naive = time_naive(items, mode=mode, batch_size=batch_size, seconds=seconds,
-                               workers=workers, spec=spec)
+                               workers=workers, spec=spec, device=device)
             row["naive"] = naive["examples_per_s"]
             row["naive_cpu_ms"] = naive["cpu_ms_per_example"]
             rounds.append(row)
@@ -395,6 +415,15 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
     log(f"by CPU per example: {r['cpu_vs_decode_bound']:.2f}x the decode-only bound (steady "
         f"state), {r['cpu_vs_naive']:.2f}x the naive baseline")
     return result
+
+
+def _device_name(device) -> str:
+    """The card's name for a CUDA device, else the processor's."""
+    if device is not None and torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def _steady(run_: dict) -> float:

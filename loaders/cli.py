@@ -31,7 +31,7 @@ def _bench(args) -> int:
                            batch_size=args.batch_size, seconds=args.seconds,
                            workers=args.workers, repeats=args.repeats, spec=spec,
                            cache_dir=args.cache_dir, compare=args.compare_shards,
-                           endpoint=args.endpoint_url)
+                           endpoint=args.endpoint_url, device=_device(args.device))
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
@@ -60,6 +60,9 @@ def build_parser() -> Parser:
                         "rounds; prints the throughput ratio")
     b.add_argument("--no-augment", action="store_true",
                    help="only decode and scale (AugmentSpec.identity): the format's own cost")
+    b.add_argument("--device", default="auto",
+                   help="where batches go: cpu, cuda, cuda:N, or auto (cuda where there is a "
+                        "GPU; default)")
     b.add_argument("--cache-dir", default=None, help="local cache for remote shards")
     b.add_argument("--endpoint-url", default=None,
                    help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
@@ -71,6 +74,17 @@ def build_parser() -> Parser:
     b.add_argument("--per-shard", type=cmdline.positive_int, default=500)
     b.set_defaults(func=_bench)
     return parser
+
+
+def _device(name: str) -> str | None:
+    """``auto``: the GPU where there is one; ``cpu`` is the backends' default (None)."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name != "cpu" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device here")
+    return None if name == "cpu" else name
 
 
 def main(argv=None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from loaders import cli
 
@@ -18,6 +19,7 @@ def test_bench_writes_figures_and_ratios(tmp_path, capsys):
     assert code == 0
     result = json.loads(out.read_text())
     assert result["format"] == "raw" and result["samples_in_set"] == 24
+    assert result["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     for backend in ("torch", "dali"):
         assert result["backends"][backend]["examples_per_s"] > 0
     assert result["naive_examples_per_s"] > 0 and result["decode_bound_examples_per_s"] > 0
@@ -40,3 +42,6 @@ def test_bench_argument_errors(tmp_path, capsys):
     assert "--shards is required" in capsys.readouterr().err
     assert cli.main(["bench", "--shards", str(tmp_path / "nothing")]) == 2
     assert "no manifest" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli.main(["bench", "--shards", str(tmp_path), "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
