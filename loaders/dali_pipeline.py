@@ -31,6 +31,7 @@ import torch
 
 from loaders.augment import AugmentSpec, photometric
 from loaders.epochs import rank_range, shard_order
+from loaders.metadata import BatchMeta
 from loaders.sources import ShardSet, cached
 from shards import openers
 
@@ -260,7 +261,7 @@ def _to_batch(mode, out: dict, j: int, per_batch: int, real: int, bits: int, dev
                              f"{bits}: shard sets with mixed bit depths need the torch backend")
     pad = torch.arange(j * per_batch, (j + 1) * per_batch) >= real
     out_keys = [_source_key(row) for row in out["source"].numpy()]
-    batch = {"meta": metas, "batch_index": j}
+    batch = {"meta": BatchMeta(metas), "batch_index": j}
     if mode == "pairs":
         x = out["pixels"]
         batch.update(left=x[:, :1], right=x[:, 1:], is_pad=pad, key=out_keys,
@@ -268,7 +269,7 @@ def _to_batch(mode, out: dict, j: int, per_batch: int, real: int, bits: int, dev
     elif mode == "ssl":
         batch.update(view1=torch.cat([out["left1"], out["right1"]]),
                      view2=torch.cat([out["left2"], out["right2"]]),
-                     is_pad=torch.cat([pad, pad]), meta=metas + metas,
+                     is_pad=torch.cat([pad, pad]), meta=BatchMeta(metas + metas),
                      key=[f"{k}/left" for k in out_keys] + [f"{k}/right" for k in out_keys])
     else:
         batch.update(image=out["image"], is_pad=pad, key=out_keys,

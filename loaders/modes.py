@@ -7,7 +7,7 @@
 * ``labelled``: one labelled patch sample -> ``image`` and ``label`` (int64).
 
 Every batch also holds ``is_pad`` (bool ``[B]``: a repeated sample that makes ranks equal; mask it
-out of the loss), ``key`` (list of str), ``meta`` (list of dict) and ``batch_index`` (int).
+out of the loss), ``key`` (list of str), ``meta`` (``BatchMeta``: a sequence of dict) and ``batch_index`` (int).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from loaders.augment import AugmentSpec, augment_batch, batch_generator, scale_to_unit
+from loaders.metadata import BatchMeta
 from shards import schema
 
 MODES = ("pairs", "ssl", "labelled")
@@ -58,11 +59,12 @@ def assemble(mode: str, examples: list, batch_index: int) -> dict:
     return _columns(mode, pixels, keys, metas, [pad for *_, pad in examples], batch_index)
 
 
-def _columns(mode: str, pixels, keys, metas, pads, batch_index) -> dict:
+def _columns(mode: str, pixels, keys, metas, pads, batch_index, text=None) -> dict:
+    """The batch dict; ``text``: ``metas`` as the JSON array they were parsed from."""
     out = {"pixels": pixels,
            "bits": np.array([int(m["bits"]) for m in metas], dtype=np.int64),
            "is_pad": np.array(pads, dtype=bool),
-           "key": keys, "meta": metas, "batch_index": int(batch_index)}
+           "key": keys, "meta": BatchMeta(metas, text), "batch_index": int(batch_index)}
     if mode == "pairs":
         out["area"] = np.array([float(m["area"]["pair"]) for m in metas], dtype=np.float32)
     if mode == "labelled":
@@ -87,7 +89,7 @@ def decode_batch(mode: str, items: list, batch_index: int, alloc=None) -> dict:
     dtype)``: where the uint16 pixels go (a worker's shared output slot); default new memory."""
     kind, required, prefixes = _LAYOUT[check_mode(mode)]
     samples = [sample for sample, _, _ in items]
-    metas = _load_metas(samples)
+    metas, text = _load_metas(samples)
     size = _batch_size_px(metas, samples, mode)
     channels = 2 if mode == "pairs" else 1
     shape = (len(items), channels, size, size)
@@ -106,21 +108,22 @@ def decode_batch(mode: str, items: list, batch_index: int, alloc=None) -> dict:
                 pixels[i, c] = image
             if metas is None:
                 metas = [None] * len(items)
-            metas[i] = meta
+            metas[i], text = meta, None
         key = sample.get("__key__", "?")
         keys.append(key if mode != "ssl" else f"{key}/{SIDES[side]}")
-    return _columns(mode, pixels, keys, metas, [pad for *_, pad in items], batch_index)
+    return _columns(mode, pixels, keys, metas, [pad for *_, pad in items], batch_index, text)
 
 
 def _load_metas(samples: list):
-    """Every sample's metadata from one ``json.loads``, or None (then each goes through the
-    schema's decoder, which names the sample at fault)."""
+    """``(metas, text)``: every sample's metadata from one ``json.loads`` of ``text``, the
+    samples' JSON joined into one array; ``(None, None)`` when that fails (then each sample
+    goes through the schema's decoder, which names the sample at fault)."""
     try:
-        texts = [sample["json"] for sample in samples]
-        metas = json.loads(b"[" + b",".join(texts) + b"]")
+        text = b"[" + b",".join(sample["json"] for sample in samples) + b"]"
+        metas = json.loads(text)
     except (KeyError, TypeError, ValueError, UnicodeDecodeError):
-        return None
-    return metas if len(metas) == len(samples) else None
+        return None, None
+    return (metas, text) if len(metas) == len(samples) else (None, None)
 
 
 def _batch_size_px(metas, samples, mode) -> int:
