@@ -109,22 +109,33 @@ class Loader:
         dataset.start(epoch, done)
         finish = functools.partial(modes.finish, self.mode, spec=self.augment, seed=self.seed,
                                    epoch=epoch, rank=self.rank)
-        for batch in start_iteration(loader) if loader is not None else dataset:
-            if loader is not None:
-                batch = dataset.receive(batch)
-            if dataset.finish is None:   # uint16 batch: to the device, augment there
-                yield finish(batch, device=self.device)
-            else:
-                yield batch
+        try:
+            for batch in start_iteration(loader) if loader is not None else dataset:
+                if loader is not None:
+                    batch = dataset.receive(batch)
+                if dataset.finish is None:   # uint16 batch: to the device, augment there
+                    yield finish(batch, device=self.device)
+                else:
+                    yield batch
+        except GeneratorExit:
+            raise
+        except BaseException:
+            # a worker died or failed mid-batch: the next iteration starts fresh workers (a
+            # persistent DataLoader with a dead worker would fail at every later iteration)
+            # and resumes after the last batch handed out
+            self.close()
+            raise
 
     def _torch_loader(self, on_cpu: bool):
         """The dataset and DataLoader, built once and kept (workers persist across epochs);
-        rebuilt only when what the workers were forked with changes (augmentation, device)."""
-        from loaders.torch_pipeline import PlannedBatches, batch_loader, preload_indexes
+        rebuilt when what the workers were forked with changes (augmentation, device) or when
+        one of them has died (killed, out of memory)."""
+        from loaders.torch_pipeline import (PlannedBatches, batch_loader, preload_indexes,
+                                            workers_lost)
 
         key = (self.augment, on_cpu, self.workers, len(self))
         cached = getattr(self, "_torch_cache", None)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == key and not workers_lost(cached[2]):
             return cached[1], cached[2]
         self.close()
         in_workers = on_cpu and self.workers > 0

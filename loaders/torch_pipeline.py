@@ -169,6 +169,13 @@ def loader_pids(loader: DataLoader | None) -> list[int]:
     return [w.pid for w in workers if w.pid is not None and w.is_alive()]
 
 
+def workers_lost(loader: DataLoader | None) -> bool:
+    """Whether a started persistent loader has lost a worker (its next epoch could not run)."""
+    iterator = getattr(loader, "_iterator", None) if loader is not None else None
+    workers = getattr(iterator, "_workers", None) or []
+    return any(not w.is_alive() for w in workers)
+
+
 def _keep_freed_memory():
     """Let glibc's malloc keep the worker's freed batch buffers for the next batch.
 

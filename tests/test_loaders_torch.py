@@ -216,3 +216,25 @@ def test_workers_start_after_the_caller_used_opencv_threads(pairs_root):
                           text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["8"]
+
+
+def test_a_killed_worker_is_an_error_and_the_next_iteration_resumes(pairs_root):
+    import os
+    import signal
+    import time
+
+    kwargs = dict(batch_size=1, augment=SPEC, seed=4, shuffle_buffer=4)
+    full = real_keys(list(make_loader(pairs_root, workers=0, **kwargs)))
+    loader = make_loader(pairs_root, workers=2, **kwargs)
+    head = []
+    with pytest.raises(RuntimeError, match="DataLoader worker"):
+        for batch in loader:
+            head.append(batch)
+            if len(head) == 3:
+                os.kill(loader.worker_pids()[0], signal.SIGKILL)
+                time.sleep(1.0)      # the DataLoader notices on its next step (or here)
+    assert loader.state_dict()["batches_done"] == len(head)
+    tail = list(loader)              # fresh workers, from the next unseen batch
+    assert len(head) + len(tail) == len(loader)
+    assert sorted(real_keys(head + tail)) == sorted(full)
+    loader.close()
