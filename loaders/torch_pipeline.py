@@ -164,16 +164,18 @@ def close_loader(loader: DataLoader | None) -> None:
 
 def loader_pids(loader: DataLoader | None) -> list[int]:
     """Process ids of a persistent loader's live workers."""
-    iterator = getattr(loader, "_iterator", None) if loader is not None else None
-    workers = getattr(iterator, "_workers", None) or []
-    return [w.pid for w in workers if w.pid is not None and w.is_alive()]
+    return [w.pid for w in _worker_processes(loader) if w.pid is not None and w.is_alive()]
 
 
 def workers_lost(loader: DataLoader | None) -> bool:
     """Whether a started persistent loader has lost a worker (its next epoch could not run)."""
+    return any(not w.is_alive() for w in _worker_processes(loader))
+
+
+def _worker_processes(loader: DataLoader | None) -> list:
+    # the DataLoader keeps its worker processes on its (persistent) iterator
     iterator = getattr(loader, "_iterator", None) if loader is not None else None
-    workers = getattr(iterator, "_workers", None) or []
-    return any(not w.is_alive() for w in workers)
+    return list(getattr(iterator, "_workers", None) or [])
 
 
 def _keep_freed_memory():
