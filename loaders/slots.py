@@ -58,7 +58,7 @@ class SlotPool:
         # main side: (worker, slot) -> (generation, uint8 tensor), next expected sequence
         self._mapped: dict[tuple[int, int], tuple[int, torch.Tensor]] = {}
         self._expect: dict[int, int] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()   # a finalizer may run inside _give_back (GC)
 
     def __getstate__(self):
         # per-process state stays behind (a spawned worker starts without it)
