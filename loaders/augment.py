@@ -64,6 +64,11 @@ class AugmentSpec:
         return asdict(self)
 
 
+def unit_scale(bits: torch.Tensor) -> torch.Tensor:
+    """``2**bits - 1`` per sample (float32): what a sample's stored values are divided by."""
+    return torch.pow(2.0, bits.to(torch.float32)) - 1.0
+
+
 def scale_to_unit(pixels, bits: torch.Tensor) -> torch.Tensor:
     """uint16 ``[B, C, H, W]`` (numpy array or tensor) -> float32 in ``[0, 1]``, each sample
     divided by its own ``2**bits - 1``."""
@@ -71,7 +76,7 @@ def scale_to_unit(pixels, bits: torch.Tensor) -> torch.Tensor:
         # numpy's uint16 -> float32 cast is vectorised (torch's is not, 7x slower on the CPU);
         # the division afterwards is the same float32 division as torch's promoting one
         pixels = torch.from_numpy(pixels.astype(np.float32))
-    top = (torch.pow(2.0, bits.to(torch.float32)) - 1.0).to(pixels.device).view(-1, 1, 1, 1)
+    top = unit_scale(bits).to(pixels.device).view(-1, 1, 1, 1)
     if pixels.dtype == torch.float32:
         return pixels.div_(top)
     if pixels.device.type == "cpu":

@@ -16,7 +16,8 @@ import json
 import numpy as np
 import torch
 
-from loaders.augment import AugmentSpec, augment_batch, batch_generator, scale_to_unit
+from loaders.augment import (AugmentSpec, augment_batch, batch_generator, scale_to_unit,
+                             unit_scale)
 from loaders.metadata import BatchMeta
 from shards import schema
 
@@ -177,7 +178,7 @@ def finish(mode: str, raw: dict, spec: AugmentSpec, *, seed: int, epoch: int, ra
     on_cpu = device is None or torch.device(device).type == "cpu"
     top = None
     if on_cpu:   # the scaling happens inside the augmentation (one pass less)
-        x, top = torch.from_numpy(pixels), torch.pow(2.0, bits.to(torch.float32)) - 1.0
+        x, top = torch.from_numpy(pixels), unit_scale(bits)
     else:
         x = scale_to_unit(torch.from_numpy(pixels).to(device, non_blocking=True), bits)
     views = 2 if mode == "ssl" else 1
