@@ -7,7 +7,8 @@
 * ``labelled``: one labelled patch sample -> ``image`` and ``label`` (int64).
 
 Every batch also holds ``is_pad`` (bool ``[B]``: a repeated sample that makes ranks equal; mask it
-out of the loss), ``key`` (list of str), ``meta`` (``BatchMeta``: a sequence of dict) and ``batch_index`` (int).
+out of the loss), ``key`` (list of str), ``meta`` (``BatchMeta``: a sequence of dict) and
+``batch_index`` (int).
 """
 from __future__ import annotations
 
