@@ -198,3 +198,27 @@ def test_other_values_of_a_batch_travel_untouched():
     assert got["x"].tolist() == [3.0, 3.0]
     assert got["names"] is names and got["flags"].tolist() == [True, True]
     assert got["meta"] == [{"k": 1}]
+
+
+def test_slots_with_workers_started_by_a_forkserver(pairs_root, monkeypatch):
+    """Where fork is unsafe (macOS) the workers start from a forkserver: the pool's shared
+    counters then travel pickled, and batches and slots behave the same."""
+    import multiprocessing as mp
+
+    from loaders import torch_pipeline
+
+    monkeypatch.setattr(torch_pipeline, "_context", lambda: mp.get_context("forkserver"))
+    kwargs = dict(batch_size=2, augment=SPEC, seed=6, shuffle_buffer=4)
+    want = sorted(_checksums(list(make_loader(pairs_root, workers=0, **kwargs))))
+    loader = make_loader(pairs_root, workers=2, **kwargs)
+    got = []
+    for _ in range(2):    # the second epoch finds the first one's slots free again
+        got.append([])
+        for batch in loader:
+            got[-1] += _checksums([batch])
+            del batch
+    assert sorted(got[0]) == want
+    pool = _pool_of(loader)
+    handed, returned = _settle(pool)
+    assert (handed == returned).all() and handed.max() > 1 and pool.fallbacks.sum() == 0
+    loader.close()
