@@ -253,15 +253,16 @@ def _apply_photometric(out: dict) -> dict:
 
 
 def _to_batch(mode, out: dict, j: int, per_batch: int, real: int, bits: int, device) -> dict:
-    # one numpy view per batch, rows sliced from it (per-row tensor -> numpy calls cost more)
-    metas = [json.loads(row.tobytes()) for row in out["meta"].numpy()]
+    # one numpy view per batch, its rows (JSON padded with blanks) parsed in one json.loads
+    text = b"[" + b",".join(row.tobytes() for row in out["meta"].numpy()) + b"]"
+    metas = json.loads(text)
     for m in metas:
         if int(m["bits"]) != bits:
             raise ValueError(f"sample has bits={m['bits']}, the DALI pipeline scales by "
                              f"{bits}: shard sets with mixed bit depths need the torch backend")
     pad = torch.arange(j * per_batch, (j + 1) * per_batch) >= real
     out_keys = [_source_key(row) for row in out["source"].numpy()]
-    batch = {"meta": BatchMeta(metas), "batch_index": j}
+    batch = {"meta": BatchMeta(metas, text), "batch_index": j}
     if mode == "pairs":
         x = out["pixels"]
         batch.update(left=x[:, :1], right=x[:, 1:], is_pad=pad, key=out_keys,
