@@ -377,7 +377,8 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
     result["naive_cpu_ms_per_example"] = med["naive_cpu_ms"]
     result["rounds"] = rounds
     log(f"decode {med['decode']:10.0f} {mode} examples/s  {'':11s}"
-        f"{med['decode_cpu_ms']:6.3f} CPU ms/example  ({max(1, workers)} processes, {fmt}, "
+        f"{med['decode_cpu_ms']:6.3f} CPU ms/example  "
+        f"({max(1, workers)} process{'es' if workers > 1 else ''}, {fmt}, "
         "no augmentation)")
     log(f"read   {med['read']:10.0f} {mode} examples/s  {med['read_bytes'] / 1e6:8.1f} MB/s  "
         f"(tar bytes only)")
