@@ -52,6 +52,13 @@ def csv_text(columns: list[str], rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def _image_uids(plan: PatientPlan, study: int, image: int) -> dict:
+    """The DICOM identifiers of one image of a patient's study (both layouts write DICOMs)."""
+    return {"sop_uid": dicom_writer.make_uid(plan.seed, plan.index, "image", study, image),
+            "series_uid": dicom_writer.make_uid(plan.seed, plan.index, "series", study, image),
+            "instance_number": 1, "series_number": image + 1}
+
+
 class VindrLayout:
     name = "vindr"
 
@@ -65,9 +72,7 @@ class VindrLayout:
             for n, (lat, view) in enumerate(IMAGE_ORDER):
                 study["images"][(lat, view)] = {
                     "image_id": rng.bytes(16).hex(), "series_id": rng.bytes(16).hex(),
-                    "sop_uid": dicom_writer.make_uid(plan.seed, plan.index, "image", k, n),
-                    "series_uid": dicom_writer.make_uid(plan.seed, plan.index, "series", k, n),
-                    "instance_number": 1, "series_number": n + 1}
+                    **_image_uids(plan, k, n)}
             out["studies"].append(study)
         return out
 
@@ -138,10 +143,7 @@ class OptimamLayout:
             study = {"study_uid": dicom_writer.make_uid(plan.seed, plan.index, "study", k),
                      "episode": str(k + 1), "images": {}}
             for n, (lat, view) in enumerate(IMAGE_ORDER):
-                study["images"][(lat, view)] = {
-                    "sop_uid": dicom_writer.make_uid(plan.seed, plan.index, "image", k, n),
-                    "series_uid": dicom_writer.make_uid(plan.seed, plan.index, "series", k, n),
-                    "instance_number": 1, "series_number": n + 1}
+                study["images"][(lat, view)] = _image_uids(plan, k, n)
             out["studies"].append(study)
         return out
 
