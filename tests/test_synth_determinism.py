@@ -24,13 +24,24 @@ def test_same_seed_same_files_with_one_or_two_workers(tmp_path):
 
 
 def test_default_pixels_are_pinned():
-    """The default ("realistic") renders keep their exact pixels: caches of generated data and
-    the pipeline's tests rely on it (options such as pair_variation must not change them)."""
+    """The default ("realistic") renders keep their pixels: caches of generated data and the
+    pipeline's tests rely on it (options such as pair_variation must not change them).
+
+    Pinned by two sums per image rather than a digest: numpy's SIMD kernels for exp/log/sin
+    differ in the last bit between CPUs (AVX2 against AVX-512), which moves about one pixel in
+    30,000 by one grey level. The tolerance admits a few such pixels per image; any real change
+    (another seed, noise, shape or lesion) moves the weighted sum by thousands.
+    """
+    import numpy as np
     from ingest.synth import IMAGE_ORDER, plan_patient, render_image
 
     plan = plan_patient(0, 0, image_size=(128, 96), lesion_fraction=1.0, studies_per_patient=(2, 2))
-    h = hashlib.sha256()
-    for k in range(2):
-        for lat, view in IMAGE_ORDER:
-            h.update(render_image(plan, k, lat, view).pixels.tobytes())
-    assert h.hexdigest() == "0ecd089980ecc915ea4782ad7f9233e76fe1542b33d70b09da07e853ddfcb9b0"
+    images = [render_image(plan, k, lat, view).pixels.astype(np.int64)
+              for k in range(2) for lat, view in IMAGE_ORDER]
+    weights = np.random.default_rng(0).standard_normal(images[0].shape)
+    sums = [int(x.sum()) for x in images]
+    weighted = [float((x * weights).sum()) for x in images]
+    assert np.allclose(sums, [36328898, 28598994, 35802141, 33346071,
+                              30675778, 30505980, 35111321, 40877575], rtol=0, atol=16)
+    assert np.allclose(weighted, [987179.3, -52559.1, 963504.5, -339626.5,
+                                  983369.0, 1336.8, 1073105.9, -371624.0], rtol=0, atol=64)
