@@ -9,7 +9,7 @@ import torch
 from loaders import modes
 from loaders.augment import AugmentSpec
 from loaders.epochs import EpochState, batches_per_rank, resume_blocks
-from loaders.sources import open_shard_set
+from shards.shardset import open_shard_set
 
 BACKENDS = ("torch", "dali")
 

@@ -23,6 +23,7 @@ ssl mode reads pairs and returns both patches of each pair (``B/2`` pairs per ba
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -32,15 +33,12 @@ import torch
 from loaders.augment import AugmentSpec, photometric
 from loaders.epochs import rank_range, shard_order
 from loaders.metadata import BatchMeta
-from loaders.sources import ShardSet, cached
-from shards import openers
+from loaders.modes import KINDS
+from loaders.sources import cached
+from shards import openers, samples, schema
+from shards.shardset import ShardSet
 
 READER = "reader"
-
-
-def image_exts(mode: str, fmt: str) -> list[str]:
-    ext = "png" if fmt == "png" else "u16"
-    return [ext] if mode == "labelled" else [f"left.{ext}", f"right.{ext}"]
 
 
 def augment_dali(x, spec: AugmentSpec, top: float, size_in: int):
@@ -105,7 +103,7 @@ def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top
                    shuffle_buffer: int, device_id, num_threads: int):
     from nvidia.dali import fn, pipeline_def, types
 
-    exts = image_exts(mode, fmt) + ["json"]
+    exts = list(schema.image_fields(KINDS[mode], fmt)) + [schema.META_FIELD]
     dtypes = [types.UINT16 if e.endswith("u16") else types.UINT8 for e in exts]
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
@@ -174,14 +172,10 @@ def local_paths(loader) -> tuple[list[str], list[str]]:
 
 def probe(shard_set: ShardSet, cache_dir) -> tuple[str, int, int]:
     """(pixel format, patch size, bits) from the first sample of the first shard."""
-    from webdataset.tariterators import group_by_keys, tar_file_expander
-
     url = cached(shard_set.shards[0].url, cache_dir, shard_set.endpoint)
-    with openers.open_url(url, endpoint=shard_set.endpoint) as stream:
-        sample = next(iter(group_by_keys(tar_file_expander([{"url": url, "stream": stream}]))))
-    from shards import schema
-
-    meta = json.loads(sample["json"])
+    with contextlib.closing(samples.iter_samples(url, endpoint=shard_set.endpoint)) as stored:
+        sample = next(stored)
+    meta = json.loads(sample[schema.META_FIELD])
     bits = int(shard_set.params.get("bits", meta["bits"]))
     return schema.sample_format(sample), int(meta["size"]), bits
 
@@ -254,8 +248,7 @@ def _apply_photometric(out: dict) -> dict:
 
 def _to_batch(mode, out: dict, j: int, per_batch: int, real: int, bits: int, device) -> dict:
     # one numpy view per batch, its rows (JSON padded with blanks) parsed in one json.loads
-    text = b"[" + b",".join(row.tobytes() for row in out["meta"].numpy()) + b"]"
-    metas = json.loads(text)
+    metas, text = schema.parse_metas([row.tobytes() for row in out["meta"].numpy()])
     for m in metas:
         if int(m["bits"]) != bits:
             raise ValueError(f"sample has bits={m['bits']}, the DALI pipeline scales by "

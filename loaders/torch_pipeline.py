@@ -21,7 +21,7 @@ from loaders import modes
 from loaders.epochs import plan_rank, resume_blocks
 from loaders.reading import plan_samples, shard_index
 from loaders.slots import SlotPool
-from loaders.sources import ShardSet
+from shards.shardset import ShardSet
 
 PREFETCH = 4   # batches each DataLoader worker prepares ahead
 
