@@ -290,8 +290,8 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
     with the same backends in the same rounds, reported as a ratio. ``device``: where the
     batches go (``"cuda"``: the backends' GPU paths; the naive loader's batches are moved
     there); default the CPU."""
-    spec = spec or AugmentSpec()
     shard_set = open_shard_set(source, endpoint=endpoint)
+    spec = (spec or AugmentSpec()).resolve(shard_set.patch_size)
     if compare is not None:
         compare = open_shard_set(compare, endpoint=endpoint)
     if not shard_set.is_local and cache_dir is None:

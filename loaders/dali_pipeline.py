@@ -153,12 +153,9 @@ def output_names(mode: str, spec: AugmentSpec) -> list[str]:
     return [n for v in views for n in [v] + [f"{v}_{d}" for d in draws]] + ["meta", "source"]
 
 
-def local_paths(loader) -> tuple[list[str], list[str]]:
+def local_paths(shard_set: ShardSet, cache_dir: str | None) -> tuple[list[str], list[str]]:
     """Local tar and index paths (remote shards go through the local cache first)."""
-    shard_set: ShardSet = loader.shard_set
-    need_cache = not shard_set.is_local
-    cache_dir = loader.cache_dir
-    if need_cache and cache_dir is None:
+    if not shard_set.is_local and cache_dir is None:
         raise ValueError(f"{shard_set.root}: the DALI backend reads remote shards through a "
                          "local cache: pass cache_dir=")
     tars, idxs = [], []
@@ -180,41 +177,38 @@ def probe(shard_set: ShardSet, cache_dir) -> tuple[str, int, int]:
     return schema.sample_format(sample), int(meta["size"]), bits
 
 
-def dali_batches(loader, epoch: int, done: int):
-    """The DALI backend's batches for ``epoch``, from batch ``done`` on."""
+def dali_batches(shard_set: ShardSet, mode: str, *, spec: AugmentSpec, batch_size: int,
+                 seed: int, rank: int, world_size: int, n_batches: int, shuffle_buffer: int,
+                 threads: int, epoch: int, done: int, device=None, cache_dir: str | None = None):
+    """The DALI backend's batches for ``epoch``, from batch ``done`` on (``n_batches`` in
+    all: every rank's count, see ``epochs.batches_per_rank``)."""
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-    mode = loader.mode
-    if loader.shard_set.samples < loader.world_size:
-        raise ValueError(f"{loader.shard_set.root}: {loader.shard_set.samples} samples for "
-                         f"{loader.world_size} ranks: DALI's reader needs at least one per rank "
-                         "(the torch backend pads empty ranks)")
-    fmt, size_in, bits = probe(loader.shard_set, loader.cache_dir)
-    tars, idxs = local_paths(loader)
-    order = shard_order(len(tars), loader.seed, epoch)
-    per_batch = loader.batch_size // 2 if mode == "ssl" else loader.batch_size
-    device_id = _device_id(loader.device)
-    seed = _seed(loader.seed, epoch, loader.rank)
+    if shard_set.samples < world_size:
+        raise ValueError(f"{shard_set.root}: {shard_set.samples} samples for {world_size} ranks: "
+                         "DALI's reader needs at least one per rank (the torch backend pads "
+                         "empty ranks)")
+    fmt, size_in, bits = probe(shard_set, cache_dir)
+    tars, idxs = local_paths(shard_set, cache_dir)
+    order = shard_order(len(tars), seed, epoch)
+    per_batch = batch_size // 2 if mode == "ssl" else batch_size
     pipe = build_pipeline([tars[i] for i in order], [idxs[i] for i in order], mode=mode, fmt=fmt,
-                          size_in=size_in, top=float(2 ** bits - 1), spec=loader.augment,
-                          batch_size=per_batch, shard_id=loader.rank,
-                          num_shards=loader.world_size, seed=seed,
-                          shuffle_buffer=loader.shuffle_buffer, device_id=device_id,
-                          num_threads=loader.dali_threads)
-    names = output_names(mode, loader.augment)
+                          size_in=size_in, top=float(2 ** bits - 1), spec=spec,
+                          batch_size=per_batch, shard_id=rank, num_shards=world_size,
+                          seed=_seed(seed, epoch, rank), shuffle_buffer=shuffle_buffer,
+                          device_id=_device_id(device), num_threads=threads)
+    names = output_names(mode, spec)
     iterator = DALIGenericIterator([pipe], names, reader_name=READER,
                                    last_batch_policy=LastBatchPolicy.FILL, auto_reset=False)
-    begin, end = rank_range(loader.shard_set.samples, loader.rank, loader.world_size)
+    begin, end = rank_range(shard_set.samples, rank, world_size)
     real = end - begin
-    n_batches = len(loader)
     try:
         for j, out in enumerate(iterator):
             if j >= n_batches:
                 break
             if j < done:
                 continue
-            yield _to_batch(mode, _photometric(out[0]), j, per_batch, real, bits,
-                            loader.device)
+            yield _to_batch(mode, _photometric(out[0]), j, per_batch, real, bits, device)
     finally:
         del iterator, pipe
 

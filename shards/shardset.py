@@ -2,11 +2,13 @@
 manifest), the build parameters and the S3 endpoint every read of the set uses."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from dataclasses import dataclass
 
 from shards import manifest as manifest_mod
-from shards import openers
+from shards import openers, samples, schema
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,16 @@ class ShardSet:
     def is_local(self) -> bool:
         return all(openers.local_path(s.url) is not None for s in self.shards)
 
-    @property
-    def patch_size(self) -> int | None:
-        """The side of the stored patches, from the build parameters (None where the manifest
-        does not say)."""
-        size = self.params.get("size")
-        return int(size) if size is not None else None
+    def patch_size(self) -> int:
+        """The side of the stored patches: the build parameters' ``size``, else (a manifest
+        that does not say) the first sample's."""
+        if self.params.get("size") is not None:
+            return int(self.params["size"])
+        for shard in self.shards:
+            with contextlib.closing(samples.iter_samples(shard.url, endpoint=self.endpoint)) as stored:
+                for sample in stored:
+                    return int(json.loads(sample[schema.META_FIELD])["size"])
+        raise ValueError(f"{self.root}: split {self.split!r} holds no samples")
 
 
 def open_shard_set(source, split: str = "train", *, endpoint: str | None = None) -> ShardSet:
