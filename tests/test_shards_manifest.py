@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from shards import manifest, openers, sampledata, schema, writer
+from shards import manifest, sampledata, schema, writer
 
 
 def _records(tmp_path):
