@@ -103,8 +103,10 @@ def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top
                    shuffle_buffer: int, device_id, num_threads: int):
     from nvidia.dali import fn, pipeline_def, types
 
-    exts = list(schema.image_fields(KINDS[mode], fmt)) + [schema.META_FIELD]
-    dtypes = [types.UINT16 if e.endswith("u16") else types.UINT8 for e in exts]
+    fields = schema.image_fields(KINDS[mode], fmt)
+    exts = list(fields) + [schema.META_FIELD]
+    # raw images arrive as their uint16 pixels, PNG (and the JSON) as encoded bytes
+    dtypes = [types.UINT16 if fmt == "raw" else types.UINT8] * len(fields) + [types.UINT8]
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
                   prefetch_queue_depth=2)

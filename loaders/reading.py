@@ -1,9 +1,9 @@
 """Streaming exactly the planned samples out of tar shards, in the plan's order.
 
 A worker is given batch indices; ``plan_samples`` works out which ``(shard, offset)`` samples they
-need, streams each shard once in order with webdataset's tar iterators (stopping after the last
-needed sample), and hands samples out in the plan's (window-shuffled) order, holding at most about
-a shuffle window of them.
+need, reads each shard once in order (only the needed samples' bytes where the shard has a DALI
+index, else a stream through ``shards.samples``, stopping after the last needed sample), and hands
+samples out in the plan's (window-shuffled) order, holding at most about a shuffle window of them.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The PyTorch backend: webdataset tar streaming and the schema decoder in DataLoader workers,
+"""The PyTorch backend: shard reading and the schema's batch decoder in DataLoader workers,
 augmentation batched in the main process on the training device.
 
 Splitting by rank and by worker is explicit and exact (``epochs.py``): each rank plans its share

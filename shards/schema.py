@@ -38,6 +38,7 @@ FIGURE_DECIMALS = 6
 PAIR_REQUIRED = ("kind", "size", "bits", "dataset", "patient", "study", "view", "row", "col",
                  "box", "background", "area", "split")
 PATCH_REQUIRED = ("kind", "size", "bits", "task", "label", "split")
+_REQUIRED = {"pair": PAIR_REQUIRED, "patch": PATCH_REQUIRED}
 
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 # PNG compression: level 1 is several times faster to write than 6 and only a few percent larger
@@ -187,11 +188,7 @@ def encode_pair(key: str, left: np.ndarray, right: np.ndarray, meta: dict, fmt: 
 
 
 def decode_pair(sample: dict, where: str = "") -> PairSample:
-    key = sample.get("__key__", "?")
-    meta = _load_meta(sample, key, where)
-    _check_fields(meta, PAIR_REQUIRED, key, where)
-    if meta["kind"] != "pair":
-        raise SchemaError(_at(where, key, f"kind is {meta['kind']!r}, expected 'pair'"))
+    key, meta = _checked_meta(sample, "pair", where)
     left, right = (_decode_image(sample, prefix, meta, key, where)
                    for prefix in _IMAGE_PREFIXES["pair"])
     return PairSample(key, left, right, meta)
@@ -208,11 +205,7 @@ def encode_patch(key: str, image: np.ndarray, meta: dict, fmt: str = "png") -> d
 
 
 def decode_patch(sample: dict, where: str = "") -> PatchSample:
-    key = sample.get("__key__", "?")
-    meta = _load_meta(sample, key, where)
-    _check_fields(meta, PATCH_REQUIRED, key, where)
-    if meta["kind"] != "patch":
-        raise SchemaError(_at(where, key, f"kind is {meta['kind']!r}, expected 'patch'"))
+    key, meta = _checked_meta(sample, "patch", where)
     return PatchSample(key, _decode_image(sample, _IMAGE_PREFIXES["patch"][0], meta, key, where),
                        meta)
 
@@ -266,8 +259,7 @@ def decode_batch(kind: str, samples: list, images: list | None = None, alloc=Non
     """
     if kind not in KINDS:
         raise SchemaError(f"unknown sample kind {kind!r}; expected one of {KINDS}")
-    prefixes = _IMAGE_PREFIXES[kind]
-    required = PAIR_REQUIRED if kind == "pair" else PATCH_REQUIRED
+    prefixes, required = _IMAGE_PREFIXES[kind], _REQUIRED[kind]
     if images is None:
         images = [tuple(range(len(prefixes)))] * len(samples)
     try:
@@ -330,6 +322,16 @@ def _check_shape(image: np.ndarray, size: int, key: str, name: str, where: str =
 
 def _dump(meta: dict) -> bytes:
     return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _checked_meta(sample: dict, kind: str, where: str) -> tuple[str, dict]:
+    """The sample's key and metadata, which must hold the kind's required fields."""
+    key = sample.get("__key__", "?")
+    meta = _load_meta(sample, key, where)
+    _check_fields(meta, _REQUIRED[kind], key, where)
+    if meta["kind"] != kind:
+        raise SchemaError(_at(where, key, f"kind is {meta['kind']!r}, expected {kind!r}"))
+    return key, meta
 
 
 def _load_meta(sample: dict, key: str, where: str) -> dict:
