@@ -134,19 +134,14 @@ def plan_shards(index: pd.DataFrame, seed: int, shard_size: int, order=PAIR_ORDE
 
 
 def pair_meta(row: dict, attrs: dict, size: int, split: str) -> dict:
-    y0, x0 = int(row["y0"]), int(row["x0"])
-    return {
-        "kind": "pair", "size": int(size), "bits": int(attrs.get("bits", 16)),
-        "dataset": attrs["dataset"], "patient": attrs["patient"], "study": attrs["study"],
-        "view": attrs["view"], "row": int(row["row"]), "col": int(row["col"]),
-        "box": [y0, x0, y0 + int(size), x0 + int(size)],
-        "background": {"left": round(float(row["bg_left"]), 6),
-                       "right": round(float(row["bg_right"]), 6)},
-        "area": {"left": round(float(row["a_left"]), 6), "right": round(float(row["a_right"]), 6),
-                 "pair": round(float(row["a_pair"]), 6)},
-        "rois": attrs["rois"], "registered_side": attrs["registered_side"], "split": split,
-        "source": attrs["source"],
-    }
+    from shards import schema
+
+    return schema.pair_meta(
+        size=size, bits=attrs.get("bits", 16), dataset=attrs["dataset"],
+        patient=attrs["patient"], study=attrs["study"], view=attrs["view"], row=row["row"],
+        col=row["col"], y0=row["y0"], x0=row["x0"], background=(row["bg_left"], row["bg_right"]),
+        area=(row["a_left"], row["a_right"], row["a_pair"]), split=split, rois=attrs["rois"],
+        registered_side=attrs["registered_side"], source=attrs["source"])
 
 
 WHOLE_PAIR_MIN = 16  # from this many tiles of one pair in a shard, one whole read is cheaper
@@ -321,16 +316,13 @@ def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, ta
     from shards import schema
 
     def encode(row, pair, attrs):
-        y0, x0 = int(row["y0"]), int(row["x0"])
         image = pair[0] if row["side"] == "left" else pair[1]
-        meta = {"kind": "patch", "size": int(size), "bits": int(attrs.get("bits", 16)),
-                "task": task, "label": int(row["label"]),
-                "label_name": row["label_name"], "split": plan["split"],
-                "dataset": attrs["dataset"], "patient": attrs["patient"],
-                "study": attrs["study"], "view": attrs["view"], "side": row["side"],
-                "box": [y0, x0, y0 + int(size), x0 + int(size)],
-                "roi_side": row["roi_side"], "roi": int(row["roi"]),
-                "source": attrs["source"][row["side"]]}
+        meta = schema.patch_meta(
+            size=size, bits=attrs.get("bits", 16), task=task, label=row["label"],
+            split=plan["split"], y0=row["y0"], x0=row["x0"], label_name=row["label_name"],
+            dataset=attrs["dataset"], patient=attrs["patient"], study=attrs["study"],
+            view=attrs["view"], side=row["side"], roi_side=row["roi_side"], roi=int(row["roi"]),
+            source=attrs["source"][row["side"]])
         return schema.encode_patch(patch_key(row), np.ascontiguousarray(image), meta, fmt=fmt)
 
     return _write_planned_shard(plan, cache, out, size, encode)

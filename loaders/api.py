@@ -9,7 +9,7 @@ import torch
 from loaders import modes
 from loaders.augment import AugmentSpec
 from loaders.epochs import EpochState, batches_per_rank, resume_blocks
-from loaders.sources import open_shard_set
+from shards.shardset import open_shard_set
 
 BACKENDS = ("torch", "dali")
 
@@ -37,7 +37,8 @@ class Loader:
             raise ValueError("the DALI backend reads ssl batches as pairs: use an even batch_size")
         self.backend = backend
         self.shard_set = open_shard_set(source, split, endpoint=endpoint)
-        self.augment = augment if augment is not None else AugmentSpec()
+        self.augment = (augment if augment is not None else AugmentSpec()).resolve(
+            self.shard_set.patch_size)
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.workers, self.seed, self.device = workers, seed, device
         self.shuffle_buffer = shuffle_buffer
@@ -99,7 +100,11 @@ class Loader:
             return self._torch_batches(epoch, done)
         from loaders.dali_pipeline import dali_batches
 
-        return dali_batches(self, epoch, done)
+        return dali_batches(self.shard_set, self.mode, spec=self.augment,
+                            batch_size=self.batch_size, seed=self.seed, rank=self.rank,
+                            world_size=self.world_size, n_batches=len(self),
+                            shuffle_buffer=self.shuffle_buffer, threads=self.dali_threads,
+                            epoch=epoch, done=done, device=self.device, cache_dir=self.cache_dir)
 
     def _torch_batches(self, epoch: int, done: int):
         from loaders.torch_pipeline import start_iteration
@@ -180,8 +185,10 @@ def make_loader(source, mode="pairs", backend="torch", batch_size=64, augment=No
                 world_size=1, workers=2, seed=0, epoch=0, device=None, **options) -> Loader:
     """A loader over a shard set (root path or URL holding ``manifest.json``).
 
-    Options: ``split`` ("train"), ``shuffle_buffer`` (1000 samples), ``cache_dir`` (local copies
-    of remote shards), ``endpoint`` (S3 endpoint URL), ``dali_threads``.
+    ``augment``: an ``AugmentSpec``; default ``AugmentSpec()``, and a spec without a ``size``
+    crops to the shard set's patch size. Options: ``split`` ("train"), ``shuffle_buffer`` (1000
+    samples), ``cache_dir`` (local copies of remote shards), ``endpoint`` (S3 endpoint URL),
+    ``dali_threads``.
     """
     return Loader(source, mode=mode, backend=backend, batch_size=batch_size, augment=augment,
                   rank=rank, world_size=world_size, workers=workers, seed=seed, epoch=epoch,

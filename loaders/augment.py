@@ -5,7 +5,8 @@ Output contract (both backends): float32 NCHW in ``[0, 1]``. A uint16 patch is d
 
 1. random resized crop: area fraction uniform in ``scale``, aspect ratio log-uniform in ``ratio``
    (10 attempts, then a centre crop clamped to ``ratio``, as torchvision and DALI do), resized to
-   ``size x size`` with bilinear sampling that averages several points when shrinking;
+   ``size x size`` (default: the shard set's patch size) with bilinear sampling that averages
+   several points when shrinking;
 2. contrast ``(x - m) * c + m`` around the sample's mean ``m``, ``c`` uniform in ``contrast``,
    clamped to ``[0, 1]``;
 3. gamma ``x ** g``, ``g`` log-uniform in ``gamma`` (stays in ``[0, 1]``);
@@ -19,7 +20,7 @@ and gamma there, which ``photometric`` below then applies (one implementation fo
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -32,7 +33,7 @@ CROP_ATTEMPTS = 10
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    size: int = 96
+    size: int | None = None   # output side; None: the shard set's patch size (``resolve``)
     scale: tuple[float, float] = (0.5, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     gamma: tuple[float, float] = (0.8, 1.25)
@@ -51,11 +52,19 @@ class AugmentSpec:
         for name in ("hflip", "vflip"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"AugmentSpec.{name} is a probability, got {getattr(self, name)}")
-        if self.size < 1:
+        if self.size is not None and self.size < 1:
             raise ValueError(f"AugmentSpec.size must be positive, got {self.size}")
 
+    def resolve(self, patch_size) -> "AugmentSpec":
+        """This spec with its size decided: ``size=None`` becomes ``patch_size`` (an int, or a
+        function giving it, called only then), so a loader's crops keep the stored patch's side
+        unless asked otherwise."""
+        if self.size is not None:
+            return self
+        return replace(self, size=int(patch_size() if callable(patch_size) else patch_size))
+
     @classmethod
-    def identity(cls, size: int) -> "AugmentSpec":
+    def identity(cls, size: int | None = None) -> "AugmentSpec":
         """Only the scaling to ``[0, 1]``: the crop is the whole patch, no photometric change."""
         return cls(size=size, scale=(1.0, 1.0), ratio=(1.0, 1.0), gamma=(1.0, 1.0),
                    contrast=(1.0, 1.0), hflip=0.0, vflip=0.0)

@@ -25,8 +25,8 @@ import torch
 
 from loaders.api import make_loader
 from loaders.augment import AugmentSpec
-from loaders.sources import open_shard_set
-from shards import openers, schema
+from shards import openers, samples, schema
+from shards.shardset import open_shard_set
 
 
 def _median(values):
@@ -150,18 +150,15 @@ def tar_bytes(shard_set) -> int:
 
 def collect_images(shard_set, limit: int) -> tuple[list[bytes], str, int, int]:
     """Up to ``limit`` stored image fields (bytes), the pixel format, size and bits."""
-    from webdataset.tariterators import group_by_keys, tar_file_expander
-
     images, fmt, size, bits = [], "png", 0, 12
     for ref in shard_set.shards:
-        with openers.open_url(ref.url, endpoint=shard_set.endpoint) as stream:
-            for sample in group_by_keys(tar_file_expander([{"url": ref.url, "stream": stream}])):
-                fmt = schema.sample_format(sample)
-                meta = json.loads(sample["json"])
-                size, bits = int(meta["size"]), int(meta["bits"])
-                images += [v for k, v in sample.items() if k.endswith(("png", "u16"))]
-                if len(images) >= limit:
-                    return images[:limit], fmt, size, bits
+        for sample in samples.iter_samples(ref.url, endpoint=shard_set.endpoint):
+            fmt = schema.sample_format(sample)
+            meta = json.loads(sample[schema.META_FIELD])
+            size, bits = int(meta["size"]), int(meta["bits"])
+            images += [sample[f] for f in schema.image_fields(schema.sample_kind(sample), fmt)]
+            if len(images) >= limit:
+                return images[:limit], fmt, size, bits
     return images, fmt, size, bits
 
 
@@ -214,29 +211,24 @@ def read_bound(shard_set, seconds: float) -> float:
 
 def export_pngs(shard_set, out: str, mode: str) -> list[tuple]:
     """One PNG file per patch; returns the dataset's items ``(paths, bits, label)``."""
-    from webdataset.tariterators import group_by_keys, tar_file_expander
+    from loaders.modes import KINDS
 
     os.makedirs(out, exist_ok=True)
     items = []
     for ref in shard_set.shards:
-        with openers.open_url(ref.url, endpoint=shard_set.endpoint) as stream:
-            for sample in group_by_keys(tar_file_expander([{"url": ref.url, "stream": stream}])):
-                if mode == "labelled":
-                    patch = schema.decode_patch(sample)
-                    images, meta = [patch.image], patch.meta
-                else:
-                    pair = schema.decode_pair(sample)
-                    images, meta = [pair.left, pair.right], pair.meta
-                paths = []
-                for i, image in enumerate(images):
-                    path = os.path.join(out, f"{sample['__key__']}_{i}.png")
-                    with open(path, "wb") as f:
-                        f.write(schema.encode_png16(image))
-                    paths.append(path)
-                if mode == "ssl":
-                    items += [((p,), meta["bits"], 0) for p in paths]
-                else:
-                    items.append((tuple(paths), meta["bits"], int(meta.get("label", 0))))
+        for sample in samples.iter_samples(ref.url, endpoint=shard_set.endpoint):
+            decoded = schema.decode(sample, kind=KINDS[mode])
+            paths = []
+            for i, image in enumerate(decoded.images):
+                path = os.path.join(out, f"{decoded.key}_{i}.png")
+                with open(path, "wb") as f:
+                    f.write(schema.encode_png16(image))
+                paths.append(path)
+            meta = decoded.meta
+            if mode == "ssl":
+                items += [((p,), meta["bits"], 0) for p in paths]
+            else:
+                items.append((tuple(paths), meta["bits"], int(meta.get("label", 0))))
     return items
 
 
@@ -298,8 +290,8 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
     with the same backends in the same rounds, reported as a ratio. ``device``: where the
     batches go (``"cuda"``: the backends' GPU paths; the naive loader's batches are moved
     there); default the CPU."""
-    spec = spec or AugmentSpec()
     shard_set = open_shard_set(source, endpoint=endpoint)
+    spec = (spec or AugmentSpec()).resolve(shard_set.patch_size)
     if compare is not None:
         compare = open_shard_set(compare, endpoint=endpoint)
     if not shard_set.is_local and cache_dir is None:

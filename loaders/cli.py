@@ -25,7 +25,9 @@ def _bench(args) -> int:
         raise UsageError("--shards is required (or --make-shards DIR to only write shard sets)")
     backends = ("torch", "dali") if args.backend == "both" else (args.backend,)
     try:
-        size = args.out_size or args.size
+        # --size is the patch side of the sets --make-shards writes; the output side defaults
+        # to the benchmarked set's patch size (AugmentSpec's size=None)
+        size = args.out_size
         spec = AugmentSpec.identity(size) if args.no_augment else AugmentSpec(size=size)
         result = bench.run(args.shards, mode=args.mode, backends=backends,
                            batch_size=args.batch_size, seconds=args.seconds,
@@ -70,7 +72,8 @@ def build_parser() -> Parser:
     b.add_argument("--make-shards", metavar="DIR", default=None,
                    help="first write tissue-like benchmark sets DIR/png and DIR/raw")
     b.add_argument("--pairs", type=cmdline.positive_int, default=3000)
-    b.add_argument("--size", type=cmdline.positive_int, default=96)
+    b.add_argument("--size", type=cmdline.positive_int, default=96,
+                   help="patch side of the sets --make-shards writes")
     b.add_argument("--per-shard", type=cmdline.positive_int, default=500)
     b.set_defaults(func=_bench)
     return parser

@@ -23,6 +23,7 @@ ssl mode reads pairs and returns both patches of each pair (``B/2`` pairs per ba
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -32,15 +33,12 @@ import torch
 from loaders.augment import AugmentSpec, photometric
 from loaders.epochs import rank_range, shard_order
 from loaders.metadata import BatchMeta
-from loaders.sources import ShardSet, cached
-from shards import openers
+from loaders.modes import KINDS
+from loaders.sources import cached
+from shards import openers, samples, schema
+from shards.shardset import ShardSet
 
 READER = "reader"
-
-
-def image_exts(mode: str, fmt: str) -> list[str]:
-    ext = "png" if fmt == "png" else "u16"
-    return [ext] if mode == "labelled" else [f"left.{ext}", f"right.{ext}"]
 
 
 def augment_dali(x, spec: AugmentSpec, top: float, size_in: int):
@@ -105,8 +103,10 @@ def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top
                    shuffle_buffer: int, device_id, num_threads: int):
     from nvidia.dali import fn, pipeline_def, types
 
-    exts = image_exts(mode, fmt) + ["json"]
-    dtypes = [types.UINT16 if e.endswith("u16") else types.UINT8 for e in exts]
+    fields = schema.image_fields(KINDS[mode], fmt)
+    exts = list(fields) + [schema.META_FIELD]
+    # raw images arrive as their uint16 pixels, PNG (and the JSON) as encoded bytes
+    dtypes = [types.UINT16 if fmt == "raw" else types.UINT8] * len(fields) + [types.UINT8]
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
                   prefetch_queue_depth=2)
@@ -155,12 +155,9 @@ def output_names(mode: str, spec: AugmentSpec) -> list[str]:
     return [n for v in views for n in [v] + [f"{v}_{d}" for d in draws]] + ["meta", "source"]
 
 
-def local_paths(loader) -> tuple[list[str], list[str]]:
+def local_paths(shard_set: ShardSet, cache_dir: str | None) -> tuple[list[str], list[str]]:
     """Local tar and index paths (remote shards go through the local cache first)."""
-    shard_set: ShardSet = loader.shard_set
-    need_cache = not shard_set.is_local
-    cache_dir = loader.cache_dir
-    if need_cache and cache_dir is None:
+    if not shard_set.is_local and cache_dir is None:
         raise ValueError(f"{shard_set.root}: the DALI backend reads remote shards through a "
                          "local cache: pass cache_dir=")
     tars, idxs = [], []
@@ -174,53 +171,46 @@ def local_paths(loader) -> tuple[list[str], list[str]]:
 
 def probe(shard_set: ShardSet, cache_dir) -> tuple[str, int, int]:
     """(pixel format, patch size, bits) from the first sample of the first shard."""
-    from webdataset.tariterators import group_by_keys, tar_file_expander
-
     url = cached(shard_set.shards[0].url, cache_dir, shard_set.endpoint)
-    with openers.open_url(url, endpoint=shard_set.endpoint) as stream:
-        sample = next(iter(group_by_keys(tar_file_expander([{"url": url, "stream": stream}]))))
-    from shards import schema
-
-    meta = json.loads(sample["json"])
+    with contextlib.closing(samples.iter_samples(url, endpoint=shard_set.endpoint)) as stored:
+        sample = next(stored)
+    meta = json.loads(sample[schema.META_FIELD])
     bits = int(shard_set.params.get("bits", meta["bits"]))
     return schema.sample_format(sample), int(meta["size"]), bits
 
 
-def dali_batches(loader, epoch: int, done: int):
-    """The DALI backend's batches for ``epoch``, from batch ``done`` on."""
+def dali_batches(shard_set: ShardSet, mode: str, *, spec: AugmentSpec, batch_size: int,
+                 seed: int, rank: int, world_size: int, n_batches: int, shuffle_buffer: int,
+                 threads: int, epoch: int, done: int, device=None, cache_dir: str | None = None):
+    """The DALI backend's batches for ``epoch``, from batch ``done`` on (``n_batches`` in
+    all: every rank's count, see ``epochs.batches_per_rank``)."""
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-    mode = loader.mode
-    if loader.shard_set.samples < loader.world_size:
-        raise ValueError(f"{loader.shard_set.root}: {loader.shard_set.samples} samples for "
-                         f"{loader.world_size} ranks: DALI's reader needs at least one per rank "
-                         "(the torch backend pads empty ranks)")
-    fmt, size_in, bits = probe(loader.shard_set, loader.cache_dir)
-    tars, idxs = local_paths(loader)
-    order = shard_order(len(tars), loader.seed, epoch)
-    per_batch = loader.batch_size // 2 if mode == "ssl" else loader.batch_size
-    device_id = _device_id(loader.device)
-    seed = _seed(loader.seed, epoch, loader.rank)
+    if shard_set.samples < world_size:
+        raise ValueError(f"{shard_set.root}: {shard_set.samples} samples for {world_size} ranks: "
+                         "DALI's reader needs at least one per rank (the torch backend pads "
+                         "empty ranks)")
+    fmt, size_in, bits = probe(shard_set, cache_dir)
+    tars, idxs = local_paths(shard_set, cache_dir)
+    order = shard_order(len(tars), seed, epoch)
+    per_batch = batch_size // 2 if mode == "ssl" else batch_size
     pipe = build_pipeline([tars[i] for i in order], [idxs[i] for i in order], mode=mode, fmt=fmt,
-                          size_in=size_in, top=float(2 ** bits - 1), spec=loader.augment,
-                          batch_size=per_batch, shard_id=loader.rank,
-                          num_shards=loader.world_size, seed=seed,
-                          shuffle_buffer=loader.shuffle_buffer, device_id=device_id,
-                          num_threads=loader.dali_threads)
-    names = output_names(mode, loader.augment)
+                          size_in=size_in, top=float(2 ** bits - 1), spec=spec,
+                          batch_size=per_batch, shard_id=rank, num_shards=world_size,
+                          seed=_seed(seed, epoch, rank), shuffle_buffer=shuffle_buffer,
+                          device_id=_device_id(device), num_threads=threads)
+    names = output_names(mode, spec)
     iterator = DALIGenericIterator([pipe], names, reader_name=READER,
                                    last_batch_policy=LastBatchPolicy.FILL, auto_reset=False)
-    begin, end = rank_range(loader.shard_set.samples, loader.rank, loader.world_size)
+    begin, end = rank_range(shard_set.samples, rank, world_size)
     real = end - begin
-    n_batches = len(loader)
     try:
         for j, out in enumerate(iterator):
             if j >= n_batches:
                 break
             if j < done:
                 continue
-            yield _to_batch(mode, _photometric(out[0]), j, per_batch, real, bits,
-                            loader.device)
+            yield _to_batch(mode, _photometric(out[0]), j, per_batch, real, bits, device)
     finally:
         del iterator, pipe
 
@@ -254,8 +244,7 @@ def _apply_photometric(out: dict) -> dict:
 
 def _to_batch(mode, out: dict, j: int, per_batch: int, real: int, bits: int, device) -> dict:
     # one numpy view per batch, its rows (JSON padded with blanks) parsed in one json.loads
-    text = b"[" + b",".join(row.tobytes() for row in out["meta"].numpy()) + b"]"
-    metas = json.loads(text)
+    metas, text = schema.parse_metas([row.tobytes() for row in out["meta"].numpy()])
     for m in metas:
         if int(m["bits"]) != bits:
             raise ValueError(f"sample has bits={m['bits']}, the DALI pipeline scales by "

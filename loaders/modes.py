@@ -12,8 +12,6 @@ out of the loss), ``key`` (list of str), ``meta`` (``BatchMeta``: a sequence of 
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 
@@ -23,7 +21,8 @@ from loaders.metadata import BatchMeta
 from shards import schema
 
 MODES = ("pairs", "ssl", "labelled")
-SIDES = ("left", "right")
+KINDS = {"pairs": "pair", "ssl": "pair", "labelled": "patch"}   # the stored sample each reads
+SIDES = schema.PAIR_SIDES
 
 
 def check_mode(mode: str) -> str:
@@ -38,12 +37,9 @@ def units_per_sample(mode: str) -> int:
 
 
 def decode(mode: str, sample: dict, where: str):
-    """Stored sample -> (list of uint16 images, meta) with the schema's decoder."""
-    if mode == "labelled":
-        patch = schema.decode_patch(sample, where)
-        return [patch.image], patch.meta, patch.key
-    pair = schema.decode_pair(sample, where)
-    return [pair.left, pair.right], pair.meta, pair.key
+    """Stored sample -> (list of uint16 images, meta, key) with the schema's decoder."""
+    decoded = schema.decode(sample, where, KINDS[check_mode(mode)])
+    return list(decoded.images), decoded.meta, decoded.key
 
 
 def assemble(mode: str, examples: list, batch_index: int) -> dict:
@@ -74,87 +70,21 @@ def _columns(mode: str, pixels, keys, metas, pads, batch_index, text=None) -> di
     return out
 
 
-# what each mode reads from a stored sample: its kind, required fields, image fields by channel
-_LAYOUT = {"pairs": ("pair", schema.PAIR_REQUIRED, ("left.", "right.")),
-           "ssl": ("pair", schema.PAIR_REQUIRED, ("left.", "right.")),
-           "labelled": ("patch", schema.PATCH_REQUIRED, ("",))}
-
-
 def decode_batch(mode: str, items: list, batch_index: int, alloc=None) -> dict:
     """``items``: ``(stored sample, side, is_pad)`` -> the uint16 batch ``assemble`` makes from
-    ``decode``'s output, decoded straight into the batch array.
-
-    The batch's JSON is parsed in one call and raw pixels are copied from the read buffer into
-    the batch once. A sample that does not meet the schema on this path (unreadable JSON, a
-    missing field, a wrong kind, size or byte count, an undecodable PNG) goes through ``decode``,
-    the schema's decoder, which raises its error naming the shard and sample. ``alloc(shape,
-    dtype)``: where the uint16 pixels go (a worker's shared output slot); default new memory."""
-    kind, required, prefixes = _LAYOUT[check_mode(mode)]
+    ``decode``'s output, decoded straight into the batch array by ``schema.decode_batch`` (a
+    sample that does not meet the schema raises its error naming the shard and sample).
+    ``alloc(shape, dtype)``: where the uint16 pixels go (a worker's shared output slot); default
+    new memory."""
     samples = [sample for sample, _, _ in items]
-    metas, text = _load_metas(samples)
-    size = _batch_size_px(metas, samples, mode)
-    channels = 2 if mode == "pairs" else 1
-    shape = (len(items), channels, size, size)
-    pixels = np.empty(shape, np.uint16) if alloc is None else alloc(shape, torch.uint16).numpy()
-    keys = []
-    for i, (sample, side, _) in enumerate(items):
-        meta = metas[i] if metas is not None else None
-        wanted = prefixes if mode != "ssl" else prefixes[side:side + 1]
-        if not (isinstance(meta, dict) and meta.get("kind") == kind
-                and all(f in meta for f in required) and meta["size"] == size
-                and all(_write_image(sample, p, size, pixels[i, c]) for c, p in
-                        enumerate(wanted))):
-            images, meta, _ = decode(mode, sample, sample.get("__where__", ""))
-            images = images if mode != "ssl" else images[side:side + 1]
-            for c, image in enumerate(images):
-                pixels[i, c] = image
-            if metas is None:
-                metas = [None] * len(items)
-            metas[i], text = meta, None
-        key = sample.get("__key__", "?")
-        keys.append(key if mode != "ssl" else f"{key}/{SIDES[side]}")
-    return _columns(mode, pixels, keys, metas, [pad for *_, pad in items], batch_index, text)
-
-
-def _load_metas(samples: list):
-    """``(metas, text)``: every sample's metadata from one ``json.loads`` of ``text``, the
-    samples' JSON joined into one array; ``(None, None)`` when that fails (then each sample
-    goes through the schema's decoder, which names the sample at fault)."""
-    try:
-        text = b"[" + b",".join(sample["json"] for sample in samples) + b"]"
-        metas = json.loads(text)
-    except (KeyError, TypeError, ValueError, UnicodeDecodeError):
-        return None, None
-    return (metas, text) if len(metas) == len(samples) else (None, None)
-
-
-def _batch_size_px(metas, samples, mode) -> int:
-    meta = metas[0] if metas is not None else None
-    if isinstance(meta, dict) and isinstance(meta.get("size"), int):
-        return meta["size"]
-    images, _, _ = decode(mode, samples[0], samples[0].get("__where__", ""))
-    return images[0].shape[0]
-
-
-def _write_image(sample: dict, prefix: str, size: int, out: np.ndarray) -> bool:
-    """Decode one stored image into ``out``; False when it is not there or not ``size``."""
-    data = sample.get(prefix + "u16")
-    if data is not None:
-        if len(data) != 2 * size * size:
-            return False
-        out[...] = np.frombuffer(data, dtype="<u2").reshape(size, size)
-        return True
-    data = sample.get(prefix + "png")
-    if data is None:
-        return False
-    try:
-        image = schema.decode_png16(data)
-    except Exception:   # the schema's decoder reports it with the sample's name
-        return False
-    if image.shape != (size, size):
-        return False
-    out[...] = image
-    return True
+    images = [(side,) for _, side, _ in items] if check_mode(mode) == "ssl" else None
+    to_numpy = None if alloc is None else (lambda shape: alloc(shape, torch.uint16).numpy())
+    batch = schema.decode_batch(KINDS[mode], samples, images, alloc=to_numpy)
+    keys = batch.keys
+    if mode == "ssl":
+        keys = [f"{key}/{SIDES[side]}" for key, (_, side, _) in zip(keys, items)]
+    return _columns(mode, batch.pixels, keys, batch.metas, [pad for *_, pad in items],
+                    batch_index, batch.text)
 
 
 def _stack(examples: list[list[np.ndarray]]) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Streaming exactly the planned samples out of tar shards, in the plan's order.
 
 A worker is given batch indices; ``plan_samples`` works out which ``(shard, offset)`` samples they
-need, streams each shard once in order with webdataset's tar iterators (stopping after the last
-needed sample), and hands samples out in the plan's (window-shuffled) order, holding at most about
-a shuffle window of them.
+need, reads each shard once in order (only the needed samples' bytes where the shard has a DALI
+index, else a stream through ``shards.samples``, stopping after the last needed sample), and hands
+samples out in the plan's (window-shuffled) order, holding at most about a shuffle window of them.
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from collections import Counter
 from typing import Iterator
 
 import numpy as np
-from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from loaders.epochs import RankPlan
-from loaders.sources import ShardSet, cached
-from shards import dali_index, openers
+from loaders.sources import cached
+from shards import dali_index, openers, samples
+from shards.shardset import ShardSet
 
 
 class ShardCountError(ValueError):
@@ -30,13 +30,11 @@ def iter_shard(url: str, needed: np.ndarray, endpoint: str | None = None
     wanted = set(int(o) for o in needed)
     last = int(needed[-1])
     offset = -1
-    with openers.open_url(url, endpoint=endpoint) as stream:
-        source = [{"url": url, "stream": stream}]
-        for offset, sample in enumerate(group_by_keys(tar_file_expander(source))):
-            if offset in wanted:
-                yield offset, sample
-            if offset >= last:
-                return
+    for offset, sample in enumerate(samples.iter_samples(url, endpoint=endpoint)):
+        if offset in wanted:
+            yield offset, sample
+        if offset >= last:
+            return
     raise ShardCountError(f"{url}: ends after {offset + 1} samples, the plan needs offset {last}")
 
 

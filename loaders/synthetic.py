@@ -26,8 +26,8 @@ def patch_set(root, counts=(6, 5), size=16, fmt="png", split="train") -> str:
     for index, count in enumerate(counts):
         samples = []
         for _ in range(count):
-            meta = {"size": size, "bits": 12, "task": "abnormal", "label": number % 3,
-                    "split": split, "dataset": "synthetic", "patient": f"p{number}"}
+            meta = schema.patch_meta(size=size, bits=12, task="abnormal", label=number % 3,
+                                     split=split, dataset="synthetic", patient=f"p{number}")
             image = sampledata.tissue_patch(rng, size)
             samples.append(schema.encode_patch(schema.make_key("patch", f"{number:05d}"), image,
                                                meta, fmt=fmt))

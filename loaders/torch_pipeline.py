@@ -1,4 +1,4 @@
-"""The PyTorch backend: webdataset tar streaming and the schema decoder in DataLoader workers,
+"""The PyTorch backend: shard reading and the schema's batch decoder in DataLoader workers,
 augmentation batched in the main process on the training device.
 
 Splitting by rank and by worker is explicit and exact (``epochs.py``): each rank plans its share
@@ -21,7 +21,7 @@ from loaders import modes
 from loaders.epochs import plan_rank, resume_blocks
 from loaders.reading import plan_samples, shard_index
 from loaders.slots import SlotPool
-from loaders.sources import ShardSet
+from shards.shardset import ShardSet
 
 PREFETCH = 4   # batches each DataLoader worker prepares ahead
 

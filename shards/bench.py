@@ -166,10 +166,10 @@ def bench_read(out: str, repeats: int, shards: int = 4, pairs: int = 128, size: 
 
     rows = []
     try:
-        local_urls = openers.shard_urls(root, "train")
+        local_urls = manifest.shard_urls(root, "train")
         fns = {"plain": lambda: read_plain(local_urls)}
         for name, source in sources.items():
-            fns[name] = functools.partial(read_wds, openers.shard_urls(source, "train"))
+            fns[name] = functools.partial(read_wds, manifest.shard_urls(source, "train"))
         times = round_robin(fns, repeats)
         t_plain = statistics.median(times["plain"])
         for name in sources:

@@ -4,11 +4,10 @@ The format read by ``fn.readers.webdataset(index_paths=...)`` (the one DALI's ``
 a version line ``v1.2 <number of samples>``, then one line per sample listing its components as
 ``<extension> <data offset> <size> <member name>`` groups separated by spaces. Offsets point at the
 member's data (just after its 512-byte tar header). The writer knows these offsets while writing,
-so it never has to re-scan the tar.
+so it never has to re-scan the tar (``samples.index_from_tar`` reads them back, for checks).
 """
 from __future__ import annotations
 
-import tarfile
 from dataclasses import dataclass
 
 INDEX_VERSION = "v1.2"
@@ -53,26 +52,4 @@ def parse_index(text: str) -> list[list[Component]]:
             raise ValueError(f"DALI index line {number}: expected groups of 4 fields")
         samples.append([Component(parts[i], int(parts[i + 1]), int(parts[i + 2]), parts[i + 3])
                         for i in range(0, len(parts), 4)])
-    return samples
-
-
-def index_from_tar(fileobj) -> list[list[Component]]:
-    """Components of a tar read back with ``tarfile`` (for checking an index, not for writing)."""
-    samples: list[list[Component]] = []
-    last_key = None
-    with tarfile.open(fileobj=fileobj, mode="r:") as tar:
-        for member in tar:
-            if not member.isreg():
-                continue
-            base = member.name.rsplit("/", 1)[-1]
-            key, dot, ext = base.partition(".")
-            if not key or not dot:
-                continue
-            prefix = member.name[: len(member.name) - len(base)] + key
-            component = Component(ext, member.offset_data, member.size, member.name)
-            if prefix != last_key:
-                samples.append([component])
-                last_key = prefix
-            else:
-                samples[-1].append(component)
     return samples

@@ -171,6 +171,30 @@ def read_manifest(root_or_url, *, endpoint: str | None = None) -> dict:
     return manifest
 
 
+def split_shards(manifest: dict, split: str, where: str) -> list[dict]:
+    """The shard records of one split; ``KeyError`` naming the splits there are."""
+    if split not in manifest["splits"]:
+        raise KeyError(f"{where}: manifest has no split {split!r} (has {sorted(manifest['splits'])})")
+    return manifest["splits"][split]["shards"]
+
+
+def shard_urls(root_or_url, split: str, *, endpoint: str | None = None) -> list[str]:
+    """URLs of a split's shards, in manifest order (the manifest names are checked plain names)."""
+    root = root_of(root_or_url)
+    shards = split_shards(read_manifest(root, endpoint=endpoint), split, root)
+    return [openers.join_url(root, shard["name"]) for shard in shards]
+
+
+def index_urls(root_or_url, split: str, *, endpoint: str | None = None) -> list[str]:
+    """URLs of a split's DALI index files, parallel to ``shard_urls``."""
+    root = root_of(root_or_url)
+    shards = split_shards(read_manifest(root, endpoint=endpoint), split, root)
+    missing = [s["name"] for s in shards if not s.get("index_name")]
+    if missing:
+        raise FileNotFoundError(f"{root}: shards without a DALI index: {', '.join(missing[:5])}")
+    return [openers.join_url(root, s["index_name"]) for s in shards]
+
+
 def validate(manifest: dict, where: str) -> None:
     """Structure, safe names and internally consistent totals; raises ManifestError."""
     if not isinstance(manifest, dict):

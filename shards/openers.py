@@ -10,8 +10,9 @@
 Opening retries transient failures (connection refused or reset, timeouts, HTTP 5xx/429) with
 exponential backoff; a missing object raises ``FileNotFoundError`` naming the URL at once.
 ``register_gopen()`` adds an ``s3`` handler to webdataset's ``gopen`` (done at import when
-webdataset is already loaded), so stock ``webdataset.WebDataset(["s3://bucket/x.tar"])`` works. Shard names taken from a
-manifest are plain names: ``pipe:`` URLs or paths are never built from them (see manifest.py).
+webdataset is already loaded), so stock ``webdataset.WebDataset(["s3://bucket/x.tar"])`` works.
+A shard set's URLs come from its manifest (``manifest.shard_urls``), whose shard names are plain
+names: ``pipe:`` URLs or paths are never built from them.
 """
 from __future__ import annotations
 
@@ -248,38 +249,6 @@ def _open_s3(fs, url: str, mode: str):
     if mode == "rb":
         return fs.open(path, "rb", block_size=S3_BLOCK_SIZE, cache_type="readahead")
     return fs.open(path, "wb")
-
-
-# --- shard sets --------------------------------------------------------------------------------
-
-def read_manifest(root_or_url, *, endpoint: str | None = None) -> dict:
-    from shards import manifest
-
-    return manifest.read_manifest(root_or_url, endpoint=endpoint)
-
-
-def shard_urls(root_or_url, split: str, *, endpoint: str | None = None) -> list[str]:
-    """URLs of a split's shards, in manifest order (the manifest names are checked plain names)."""
-    from shards import manifest
-
-    root = manifest.root_of(root_or_url)
-    data = manifest.read_manifest(root, endpoint=endpoint)
-    if split not in data["splits"]:
-        raise KeyError(f"{root}: manifest has no split {split!r} (has {sorted(data['splits'])})")
-    return [join_url(root, shard["name"]) for shard in data["splits"][split]["shards"]]
-
-
-def index_urls(root_or_url, split: str, *, endpoint: str | None = None) -> list[str]:
-    """URLs of a split's DALI index files, parallel to ``shard_urls``."""
-    from shards import manifest
-
-    root = manifest.root_of(root_or_url)
-    data = manifest.read_manifest(root, endpoint=endpoint)
-    shards = data["splits"][split]["shards"]
-    missing = [s["name"] for s in shards if not s.get("index_name")]
-    if missing:
-        raise FileNotFoundError(f"{root}: shards without a DALI index: {', '.join(missing[:5])}")
-    return [join_url(root, s["index_name"]) for s in shards]
 
 
 # --- webdataset gopen -------------------------------------------------------------------------

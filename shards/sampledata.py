@@ -31,11 +31,11 @@ def tissue_patch(rng: np.random.Generator, size: int, *, exponent: float = 3.0,
 
 
 def pair_meta(size: int, split: str = "train", number: int = 0) -> dict:
-    return {"size": size, "bits": 12, "dataset": "synthetic", "patient": f"p{number // 8}",
-            "study": f"1.2.3.{number // 8}", "view": "CC", "row": number % 8, "col": 0,
-            "box": [0, 0, size, size], "background": {"left": 0.1, "right": 0.2},
-            "area": {"left": 0.0, "right": 0.01 * (number % 5), "pair": 0.01 * (number % 5)},
-            "split": split}
+    area = 0.01 * (number % 5)
+    return schema.pair_meta(size=size, bits=12, dataset="synthetic", patient=f"p{number // 8}",
+                            study=f"1.2.3.{number // 8}", view="CC", row=number % 8, col=0,
+                            y0=0, x0=0, background=(0.1, 0.2), area=(0.0, area, area),
+                            split=split)
 
 
 def pair_samples(count: int, size: int, fmt: str = "png", *, seed: int = 0,

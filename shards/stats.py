@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import random
-import tarfile
 
 import numpy as np
 
-from shards import manifest as manifest_mod, openers, schema
+from shards import manifest as manifest_mod, openers, samples, schema
 
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
@@ -32,7 +31,7 @@ def collect(root, *, max_samples: int | None = None, preview_count: int = 0, see
             if max_samples is not None and seen >= max_samples:
                 break
             url = openers.join_url(root, record["name"])
-            for sample in _iter_samples(url, endpoint):
+            for sample in samples.iter_samples(url, endpoint=endpoint):
                 meta = json.loads(sample["json"])
                 if meta.get("kind") == "pair":
                     values["area"].append(float(meta["area"]["pair"]))
@@ -63,25 +62,6 @@ def collect(root, *, max_samples: int | None = None, preview_count: int = 0, see
             "labels": values["labels"],
         }
     return {"root": root, "manifest": data, "splits": splits, "preview": reservoir}
-
-
-def _iter_samples(url: str, endpoint):
-    """Samples as dicts; image members are read too (they are needed for previews)."""
-    current: dict | None = None
-    with openers.open_url(url, endpoint=endpoint) as stream, \
-            tarfile.open(fileobj=stream, mode="r|") as tar:
-        for member in tar:
-            if not member.isreg():
-                continue
-            key, _, ext = member.name.partition(".")
-            if current is not None and current["__key__"] != key:
-                yield current
-                current = None
-            if current is None:
-                current = {"__key__": key}
-            current[ext] = tar.extractfile(member).read()
-    if current is not None:
-        yield current
 
 
 def quantiles(values) -> dict:

@@ -1,6 +1,6 @@
 """Check a shard set against its manifest: bytes, sha256, sample counts, DALI index, decoding.
 
-Every shard is streamed once: the bytes are hashed and counted while ``tarfile`` walks the members,
+Every shard is streamed once: the bytes are hashed and counted while ``samples.read_tar`` walks the members,
 so a flipped byte (checksum), a truncated tar (size, unexpected end of data) and a shard whose
 sample count disagrees with the manifest are all caught. A deterministic fraction of the samples
 (at least one per shard when the fraction is above zero) is decoded through ``shards.schema``.
@@ -8,7 +8,6 @@ sample count disagrees with the manifest are all caught. A deterministic fractio
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import tarfile
@@ -16,7 +15,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from shards import dali_index, manifest as manifest_mod, openers, schema, writer
+from shards import dali_index, manifest as manifest_mod, openers, samples, schema, writer
 
 
 @dataclass
@@ -93,30 +92,17 @@ def check_shard(root: str, record: dict, *, sample_fraction: float = 0.05, seed:
     hashing = _HashingReader(stream)
     components: list[list[dali_index.Component]] = []
     keys: set[str] = set()
-    current: dict | None = None
     readable = False
     try:
-        with stream, tarfile.open(fileobj=hashing, mode="r|") as tar:
-            for member in tar:
-                if not member.isreg():
-                    check.problems.append(f"{name}: unexpected member {member.name!r} (not a file)")
-                    continue
-                key, dot, ext = member.name.partition(".")
-                if not dot or "/" in member.name:
-                    check.problems.append(f"{name}: member {member.name!r} is not <key>.<field>")
-                    continue
-                payload = tar.extractfile(member).read()
-                part = dali_index.Component(ext, member.offset_data, member.size, member.name)
-                if current is None or current["__key__"] != key:
-                    _finish(current, check, name, sample_fraction, rng)
-                    if key in keys:
-                        check.problems.append(f"{name}: {key}: key appears in two places")
-                    keys.add(key)
-                    current = {"__key__": key}
-                    components.append([])
-                current[ext] = payload
-                components[-1].append(part)
-            _finish(current, check, name, sample_fraction, rng)
+        with stream:
+            for sample, members in samples.read_tar(
+                    hashing, on_problem=lambda problem: check.problems.append(f"{name}: {problem}")):
+                key = sample["__key__"]
+                if key in keys:
+                    check.problems.append(f"{name}: {key}: key appears in two places")
+                keys.add(key)
+                components.append(members)
+                _finish(sample, check, name, sample_fraction, rng)
             hashing.drain()
         readable = True
     except (tarfile.TarError, OSError, EOFError) as exc:
@@ -135,22 +121,13 @@ def check_shard(root: str, record: dict, *, sample_fraction: float = 0.05, seed:
     return check
 
 
-def _finish(sample: dict | None, check: ShardCheck, name: str, fraction: float,
+def _finish(sample: dict, check: ShardCheck, name: str, fraction: float,
             rng: random.Random) -> None:
-    if sample is None:
-        return
     check.samples += 1
     if fraction <= 0 or not (check.decoded == 0 or rng.random() < fraction):
         return
     try:
-        kind = json.loads(sample.get("json", b"{}")).get("kind")
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        kind = None
-    try:
-        if kind == "patch":
-            schema.decode_patch(sample, where=name)
-        else:
-            schema.decode_pair(sample, where=name)
+        schema.decode(sample, where=name)
         check.decoded += 1
     except schema.SchemaError as exc:
         check.decoded += 1

@@ -45,3 +45,15 @@ def test_bench_argument_errors(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert cli.main(["bench", "--shards", str(tmp_path), "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_bench_crops_to_the_patch_size_by_default(tmp_path):
+    sets = tmp_path / "sets"
+    assert cli.main(["bench", "--make-shards", str(sets), "--pairs", "8", "--size", "16",
+                     "--per-shard", "8"]) == 0
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--shards", str(sets / "raw"), "--backend", "torch",
+                     "--batch-size", "4", "--seconds", "0.1", "--repeats", "1", "--workers", "0",
+                     "--device", "cpu", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["patch"] == 16 and result["augment"]["size"] == 16

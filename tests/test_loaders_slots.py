@@ -136,7 +136,7 @@ def test_an_abandoned_epoch_leaks_no_slot(pairs_root, stop_after):
 def test_uint16_batches_for_a_device_travel_through_slots(pairs_root):
     """Workers that ship undecorated uint16 batches (training on a GPU) use the slots too."""
     from loaders import modes
-    from loaders.sources import open_shard_set
+    from shards.shardset import open_shard_set
     from loaders.torch_pipeline import PlannedBatches, batch_loader, close_loader
 
     shard_set = open_shard_set(pairs_root, "train")

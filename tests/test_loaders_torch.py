@@ -238,3 +238,16 @@ def test_a_killed_worker_is_an_error_and_the_next_iteration_resumes(pairs_root):
     assert len(head) + len(tail) == len(loader)
     assert sorted(real_keys(head + tail)) == sorted(full)
     loader.close()
+
+
+def test_default_crop_is_the_shard_sets_patch_size(tmp_path):
+    from shards import manifest, sampledata, writer
+
+    with_size = synthetic.pair_set(tmp_path / "sized", counts=(3,), size=16)
+    assert make_loader(with_size, batch_size=2, workers=0).augment.size == 16
+    # a manifest that does not give the size: the first sample's
+    record = writer.write_shard(sampledata.pair_samples(3, 24), tmp_path / "unsized", "train", 0)
+    manifest.write_manifest(tmp_path / "unsized", manifest.build_manifest([record], {}))
+    batch = next(iter(make_loader(tmp_path / "unsized", batch_size=2, workers=0)))
+    assert batch["left"].shape == (2, 1, 24, 24)
+    assert make_loader(with_size, augment=SPEC, workers=0).augment.size == 8

@@ -60,3 +60,32 @@ def test_encode_rejects_bad_input():
         schema.encode_pair("a.b", np.zeros((96, 96), np.uint16), np.zeros((96, 96), np.uint16), _meta(96))
     with pytest.raises(schema.SchemaError, match="unknown pixel format"):
         schema.encode_pair("k", np.zeros((96, 96), np.uint16), np.zeros((96, 96), np.uint16), _meta(96), fmt="jpg")
+
+
+def test_metadata_builders_give_what_the_decoder_requires():
+    meta = schema.pair_meta(size=96, bits=12, dataset="d", patient="p", study="s.1", view="CC",
+                            row=2, col=3, y0=48, x0=96, background=(0.12345678, 0.5),
+                            area=(0.0, 0.25, 0.25), split="val", registered_side="left")
+    assert meta["box"] == [48, 96, 144, 192] and meta["kind"] == "pair"
+    assert meta["background"] == {"left": 0.123457, "right": 0.5}
+    assert meta["area"] == {"left": 0.0, "right": 0.25, "pair": 0.25}
+    assert meta["registered_side"] == "left"
+    image = np.zeros((96, 96), np.uint16)
+    assert schema.decode_pair(schema.encode_pair("k", image, image, meta)).meta == meta
+    patch = schema.patch_meta(size=96, bits=12, task="abnormal", label=True, split="test",
+                              y0=0, x0=8, side="right")
+    assert patch["label"] == 1 and patch["box"] == [0, 8, 96, 104] and patch["side"] == "right"
+    assert schema.decode(schema.encode_patch("k", image, patch)).meta == patch
+    with pytest.raises(schema.SchemaError, match="set by the schema"):
+        schema.patch_meta(size=96, bits=12, task="t", label=0, split="val", kind="pair")
+    with pytest.raises(schema.SchemaError, match="figures"):
+        schema.pair_meta(size=96, bits=12, dataset="d", patient="p", study="s", view="CC",
+                         row=0, col=0, y0=0, x0=0, background=(0.1,), area=(0, 0, 0),
+                         split="val")
+
+
+def test_image_fields_per_kind_and_format():
+    assert schema.image_fields("pair", "png") == ("left.png", "right.png")
+    assert schema.image_fields("patch", "raw") == ("u16",)
+    with pytest.raises(schema.SchemaError, match="kind"):
+        schema.image_fields("triplet", "png")

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from shards import manifest, openers, sampledata, schema, writer
+from shards import manifest, sampledata, schema, writer
 
 
 def _records(tmp_path):
@@ -54,12 +54,12 @@ def test_write_is_atomic_and_reads_back(tmp_path):
 
 def test_shard_urls_from_the_manifest(tmp_path):
     manifest.write_manifest(tmp_path, manifest.build_manifest(_records(tmp_path), {}))
-    assert openers.shard_urls(tmp_path, "train") == [str(tmp_path / "train-000000.tar"),
+    assert manifest.shard_urls(tmp_path, "train") == [str(tmp_path / "train-000000.tar"),
                                                      str(tmp_path / "train-000001.tar")]
-    assert openers.index_urls(tmp_path, "val") == [str(tmp_path / "val-000000.idx")]
-    assert openers.shard_urls(f"file://{tmp_path}", "val") == [str(tmp_path / "val-000000.tar")]
+    assert manifest.index_urls(tmp_path, "val") == [str(tmp_path / "val-000000.idx")]
+    assert manifest.shard_urls(f"file://{tmp_path}", "val") == [str(tmp_path / "val-000000.tar")]
     with pytest.raises(KeyError, match="no split 'dev'"):
-        openers.shard_urls(tmp_path, "dev")
+        manifest.shard_urls(tmp_path, "dev")
 
 
 def test_duplicates_and_reserved_keys_are_rejected(tmp_path):

@@ -21,7 +21,7 @@ def _shard_set(root, fmt, size=96, counts=(5, 4)):
 def test_stock_webdataset_reads_the_same_keys_and_bytes(tmp_path, fmt):
     wds = pytest.importorskip("webdataset")
     expected = _shard_set(tmp_path, fmt)
-    urls = openers.shard_urls(tmp_path, "train")
+    urls = manifest.shard_urls(tmp_path, "train")
     seen = list(wds.WebDataset(urls, shardshuffle=False))
     assert [s["__key__"] for s in seen] == list(expected)
     for sample in seen:
@@ -64,8 +64,8 @@ def dali_read(urls, index_urls, fmt, batch_size):
 def test_dali_reads_with_our_index(tmp_path, fmt):
     pytest.importorskip("nvidia.dali")
     expected = _shard_set(tmp_path, fmt)
-    urls = openers.shard_urls(tmp_path, "train")
-    got = dali_read(urls, openers.index_urls(tmp_path, "train"), fmt, batch_size=3)
+    urls = manifest.shard_urls(tmp_path, "train")
+    got = dali_read(urls, manifest.index_urls(tmp_path, "train"), fmt, batch_size=3)
     ext = schema.EXTENSIONS[fmt]
     want = [(s[f"left.{ext}"], s[f"right.{ext}"], s["json"]) for s in expected.values()]
     assert got == want

@@ -86,7 +86,7 @@ def test_stream_from_s3_through_webdataset(s3_server, tmp_path):
     keys = _local_set(tmp_path, fmt="png")
     bucket = s3_server.new_bucket()
     assert upload.upload(tmp_path, f"s3://{bucket}/p").ok
-    urls = openers.shard_urls(f"s3://{bucket}/p", "train")
+    urls = manifest.shard_urls(f"s3://{bucket}/p", "train")
     assert urls[0] == f"s3://{bucket}/p/train-000000.tar"
     seen = [s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False)]
     assert seen == keys
@@ -137,8 +137,8 @@ def test_dali_streams_from_s3_with_a_custom_endpoint(s3_server, tmp_path):
     # process gets this server's endpoint whatever earlier tests did.
     env = dict(os.environ, **s3_server.env)
     proc = subprocess.run(
-        [sys.executable, "-c", DALI_S3_SCRIPT, json.dumps(openers.shard_urls(root, "train")),
-         json.dumps(openers.index_urls(root, "train"))],
+        [sys.executable, "-c", DALI_S3_SCRIPT, json.dumps(manifest.shard_urls(root, "train")),
+         json.dumps(manifest.index_urls(root, "train"))],
         env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -156,7 +156,7 @@ def test_stream_over_http(http_server, tmp_path):
     wds = pytest.importorskip("webdataset")
     keys = _local_set(tmp_path, fmt="png")
     base = http_server(tmp_path)
-    urls = openers.shard_urls(base, "train")
+    urls = manifest.shard_urls(base, "train")
     assert urls == [f"{base}/train-000000.tar", f"{base}/train-000001.tar"]
     assert [s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False)] == keys
     with openers.open_url(urls[1]) as stream:

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from shards import dali_index, sampledata, schema, writer
+from shards import dali_index, sampledata, samples, schema, writer
 
 
 def _read_tar(path):
@@ -68,7 +68,7 @@ def test_dali_index_matches_tar_offsets_and_wds2idx(tmp_path):
     text = idx_path.read_text()
     assert text.startswith("v1.2 6\n")
     with open(tar_path, "rb") as f:
-        assert dali_index.parse_index(text) == dali_index.index_from_tar(f)
+        assert dali_index.parse_index(text) == samples.index_from_tar(f)
     # Byte-for-byte what DALI's own tool writes for the same tar.
     wds2idx = os.path.join(os.path.dirname(sys.executable), "wds2idx")
     if not os.path.exists(wds2idx):
@@ -87,7 +87,7 @@ def test_long_keys_round_trip(tmp_path):
     assert list(read) == [key] and len(key) > 100
     with open(tmp_path / record["name"], "rb") as f:
         assert dali_index.parse_index((tmp_path / record["index_name"]).read_text()) == \
-            dali_index.index_from_tar(f)
+            samples.index_from_tar(f)
 
 
 def test_tar_tool_lists_the_members(tmp_path):
