@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
-from shards import cmdline
+from shards import cmdline, publish
 from shards.cmdline import Parser, UsageError, run_main
 
 
@@ -35,10 +34,8 @@ def _bench(args) -> int:
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
+        with publish.atomic_open(args.json, "w", fsync=False, fsync_dir=False) as f:
             json.dump(result, f, indent=1)
-        os.replace(tmp, args.json)
     return 0
 
 
