@@ -152,7 +152,7 @@ def exam_report(exams: int, shape, threads: int, seed: int = 0, variations=VARIA
 
 
 def main(argv=None) -> int:
-    parser = Parser(prog="python -m ingest.register_bench", description=__doc__.split("\n")[0])
+    parser = Parser(prog="ingest bench-register", description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=positive_int, default=5)
     parser.add_argument("--size", type=positive_int, nargs=2, default=(1152, 896), metavar=("H", "W"))
     parser.add_argument("--threads", type=positive_int, default=1)

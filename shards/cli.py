@@ -1,4 +1,5 @@
-"""The ``shards`` command: ``verify``, ``stats``, ``ls``, ``upload`` over a shard set."""
+"""The ``shards`` command: ``verify``, ``stats``, ``ls``, ``upload`` over a shard set, and
+``bench`` (``shards/bench.py``)."""
 from __future__ import annotations
 
 import sys
@@ -121,6 +122,9 @@ def build_parser() -> Parser:
     cmdline.add_quiet(p)
     cmdline.add_endpoint_url(p)
     p.set_defaults(func=_upload)
+
+    cmdline.add_delegate(sub, "bench", "shards.bench",
+                         "write and stream-read throughput, bytes per pair (benchmark)")
     return parser
 
 

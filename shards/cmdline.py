@@ -10,6 +10,7 @@ are added by the ``add_*`` helpers below, so their names, types and help live he
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 
@@ -33,7 +34,11 @@ class Parser(argparse.ArgumentParser):
 
 def run_main(parser: argparse.ArgumentParser, argv=None) -> int:
     """Parse ``argv`` and call ``args.func(args)``; a user error is one line and exit 2."""
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "delegate", None):
+        return int(importlib.import_module(args.delegate).main(extra) or 0)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
@@ -90,3 +95,14 @@ def add_endpoint_url(parser) -> None:
     parser.add_argument("--endpoint-url", default=None,
                         help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3 / "
                              "$AWS_ENDPOINT_URL)")
+
+
+def add_delegate(subparsers, name: str, module: str, help: str) -> None:
+    """A sub-command run by another module's ``main(argv)``, with the arguments that follow it.
+
+    The benchmarks keep their own parsers (and ``python -m <module>``) and are started as
+    ``<package> bench``; the module is imported only when its sub-command runs, so the command's
+    help stays fast.
+    """
+    p = subparsers.add_parser(name, help=help, add_help=False)
+    p.set_defaults(delegate=module)

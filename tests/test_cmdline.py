@@ -43,3 +43,25 @@ def test_shared_flags_one_spelling_one_type(capsys):
     with pytest.raises(SystemExit) as exc:
         cmdline.run_main(parser, ["go", "--workers", "0"])
     assert exc.value.code == 2 and "positive integer" in capsys.readouterr().err
+
+
+def test_benchmarks_start_as_package_sub_commands(tmp_path, capsys):
+    """``<package> bench``: the arguments after the sub-command reach the benchmark's own parser."""
+    import json
+
+    from ingest import cli as ingest_cli
+    from shards import cli as shards_cli
+
+    figures = tmp_path / "bench.json"
+    assert shards_cli.main(["bench", "--out", str(tmp_path / "scratch"), "--pairs-96", "4",
+                            "--pairs-256", "2", "--repeats", "1", "--skip-read",
+                            "--json", str(figures)]) == 0
+    rows = json.loads(figures.read_text())["write"]
+    assert {(r["size"], r["format"]) for r in rows} == {(96, "png"), (96, "raw"),
+                                                        (256, "png"), (256, "raw")}
+    capsys.readouterr()
+    for argv in (["bench", "--workers", "0"], ["bench-register", "--pairs", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            ingest_cli.main(argv)
+        assert exc.value.code == 2
+        assert f"ingest {argv[0]}: error: argument {argv[1]}" in capsys.readouterr().err
