@@ -79,7 +79,7 @@ def add_quiet(parser) -> None:
                         help="no progress bars")
 
 
-def add_shard_set(parser, flag: str | None = None, **kwargs) -> None:
+def add_shard_set(parser, flag: str | None = None) -> None:
     """The shard set a command reads: a root folder or URL holding ``manifest.json``.
 
     Positional (``shards verify ROOT_OR_URL``) by default, or an option (``--shards``) where the
@@ -87,7 +87,7 @@ def add_shard_set(parser, flag: str | None = None, **kwargs) -> None:
     """
     names = (flag,) if flag else ("root",)
     parser.add_argument(*names, metavar="ROOT_OR_URL",
-                        help="shard set root folder or URL (holding manifest.json)", **kwargs)
+                        help="shard set root folder or URL (holding manifest.json)")
 
 
 def add_endpoint_url(parser) -> None:
