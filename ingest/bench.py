@@ -1,8 +1,10 @@
 """Benchmark of ``build-shards`` end to end: exam pairs per second, seconds per stage, and the
 driver's peak memory at two dataset sizes.
 
-    python -m ingest.bench --patients 8                 # 1 and 2 workers, default image size
-    python -m ingest.bench --patients 8 --memory 8 32   # + driver peak memory at 8 and 32 patients
+    ingest bench --patients 8                 # 1 and 2 workers, default image size
+    ingest bench --patients 8 --memory 8 32   # + driver peak memory at 8 and 32 patients
+
+(``python -m ingest.bench`` is the same command; each timed build runs as one.)
 
 Each build runs in a fresh subprocess with a fresh pair cache (so every pair is decoded,
 normalised and registered), on one synthetic dataset generated once beforehand (generation is
@@ -25,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from shards.cmdline import Parser, positive_int
 
 STAGES = ("decode", "normalise", "register", "cache_write", "tile", "read", "encode", "write")
 
@@ -99,11 +103,12 @@ def median_of(runs: list[dict]) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ingest.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--patients", type=int, default=8)
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--size", type=int, default=96)
+    p = Parser(prog="ingest bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--patients", type=positive_int, default=8)
+    p.add_argument("--workers", type=positive_int, nargs="+", default=[1, 2],
+                   help="worker counts to time; the first is the baseline (default 1 2)")
+    p.add_argument("--repeats", type=positive_int, default=1)
+    p.add_argument("--size", type=positive_int, default=96)
     p.add_argument("--image-size", type=_shape, default=None, help="generated HxW (default 1280x1024)")
     p.add_argument("--out-shape", type=_shape, default=[1152, 896])
     p.add_argument("--memory", type=int, nargs=2, metavar=("SMALL", "LARGE"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from shards import cmdline
 from shards.cmdline import UsageError, fraction, positive_int
 
 DATASETS = ("synthetic", "vindr", "optimam", "dicom")
@@ -73,14 +74,12 @@ def _common(p) -> None:
                      help="samples per shard (default 1000)")
 
     run = p.add_argument_group("execution (Dask)")
-    run.add_argument("--workers", type=positive_int,
-                     help="local cluster: worker processes (default: CPU count)")
+    cmdline.add_workers(run, None, "local cluster: worker processes (default: CPU count)")
     run.add_argument("--threads-per-worker", type=positive_int, default=1,
                      help="local cluster: threads per worker (default 1)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="use this Dask scheduler (tcp://host:port) instead of a local cluster")
-    run.add_argument("--no-progress", dest="progress", action="store_false",
-                     help="no progress bars")
+    cmdline.add_quiet(run)
 
 
 def register(subparsers) -> None:
@@ -132,7 +131,7 @@ def config_from_args(args):
         registration=RegistrationSettings(transform=args.transform), cache_dir=args.cache_dir,
         patients=args.patients, image_size=args.image_size, workers=args.workers,
         threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
-        progress=args.progress, **extra)
+        progress=not args.quiet, **extra)
 
 
 def _check_paths(config) -> None:
@@ -149,10 +148,7 @@ def run_build_shards(args) -> int:
 
     config = config_from_args(args)
     _check_paths(config)
-    try:
-        data = pipeline.build_shards(config)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    data = pipeline.build_shards(config)
     print(report.summary(data))
     print(f"wrote {data['shards']} shard(s), manifest.json and report.json to {config.out}")
     return 0
@@ -163,10 +159,7 @@ def run_build_downstream(args) -> int:
 
     config = config_from_args(args)
     _check_paths(config)
-    try:
-        data = pipeline.build_downstream(config, task=args.task)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    data = pipeline.build_downstream(config, task=args.task)
     print(report.summary(data))
     print(f"wrote {data['shards']} shard(s), manifest.json and report.json to {config.out}")
     return 0

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shards import publish
+
 CACHE_VERSION = 2
 CHUNK = 128
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
@@ -104,7 +106,8 @@ class PairCache:
             return final
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{os.getpid()}-{_HOST}-{uuid.uuid4().hex[:8]}-{name}"
-        try:
+        with publish.publishing(final, tmp=tmp, fsync_dir=False,
+                                done_elsewhere=lambda: self.has(name)):
             # Attributes with the group: one metadata write instead of two.
             group = zarr.open_group(str(tmp), mode="w", attributes=json.loads(json.dumps(attrs)))
             data = np.asarray(pixels).astype("uint16", copy=False)
@@ -116,14 +119,6 @@ class PairCache:
             data = np.asarray(masks).astype("uint8", copy=False)
             group.create_array("masks", shape=data.shape, dtype="uint8", chunks=data.shape,
                                compressors=_compressors())[:] = data
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not self.has(name):   # not a lost race with another writer of the same pair
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return final
 
     # --- reading ----------------------------------------------------------------------------

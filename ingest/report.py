@@ -153,11 +153,11 @@ class Report:
         return self.data
 
     def write(self, out) -> str:
-        from shards.writer import atomic_write_bytes
+        from shards import publish
 
         self.finish()
         path = os.path.join(os.fspath(out), REPORT_NAME)
-        atomic_write_bytes(path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
+        publish.write_bytes(path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
         return path
 
 

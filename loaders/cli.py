@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
-from shards import cmdline
+from shards import cmdline, publish
 from shards.cmdline import Parser, UsageError, run_main
 
 
@@ -24,23 +23,18 @@ def _bench(args) -> int:
     if not args.shards:
         raise UsageError("--shards is required (or --make-shards DIR to only write shard sets)")
     backends = ("torch", "dali") if args.backend == "both" else (args.backend,)
-    try:
-        # --size is the patch side of the sets --make-shards writes; the output side defaults
-        # to the benchmarked set's patch size (AugmentSpec's size=None)
-        size = args.out_size
-        spec = AugmentSpec.identity(size) if args.no_augment else AugmentSpec(size=size)
-        result = bench.run(args.shards, mode=args.mode, backends=backends,
-                           batch_size=args.batch_size, seconds=args.seconds,
-                           workers=args.workers, repeats=args.repeats, spec=spec,
-                           cache_dir=args.cache_dir, compare=args.compare_shards,
-                           endpoint=args.endpoint_url, device=_device(args.device))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    # --size is the patch side of the sets --make-shards writes; the output side defaults to the
+    # benchmarked set's patch size (AugmentSpec's size=None)
+    size = args.out_size
+    spec = AugmentSpec.identity(size) if args.no_augment else AugmentSpec(size=size)
+    result = bench.run(args.shards, mode=args.mode, backends=backends,
+                       batch_size=args.batch_size, seconds=args.seconds,
+                       workers=args.workers, repeats=args.repeats, spec=spec,
+                       cache_dir=args.cache_dir, compare=args.compare_shards,
+                       endpoint=args.endpoint_url, device=_device(args.device))
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
+        with publish.atomic_open(args.json, "w", fsync=False, fsync_dir=False) as f:
             json.dump(result, f, indent=1)
-        os.replace(tmp, args.json)
     return 0
 
 
@@ -48,13 +42,13 @@ def build_parser() -> Parser:
     parser = Parser(prog="loaders", description="Loaders for 16-bit patch-pair shards.")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     b = sub.add_parser("bench", help="throughput of the loaders against baselines, same run")
-    b.add_argument("--shards", help="shard set root or URL (holding manifest.json)")
+    cmdline.add_shard_set(b, "--shards")
     b.add_argument("--mode", choices=("pairs", "ssl", "labelled"), default="pairs")
     b.add_argument("--backend", choices=("dali", "torch", "both"), default="both")
     b.add_argument("--batch-size", type=cmdline.positive_int, default=64)
     b.add_argument("--seconds", type=float, default=5.0, help="timed seconds per run")
     b.add_argument("--repeats", type=cmdline.positive_int, default=3)
-    b.add_argument("--workers", type=int, default=2, help="DataLoader workers / DALI threads")
+    cmdline.add_workers(b, 2, "DataLoader workers / DALI threads (default 2)")
     b.add_argument("--out-size", type=cmdline.positive_int, default=None,
                    help="augmented output side (default: the patch size)")
     b.add_argument("--compare-shards", default=None, metavar="ROOT_OR_URL",
@@ -66,8 +60,7 @@ def build_parser() -> Parser:
                    help="where batches go: cpu, cuda, cuda:N, or auto (cuda where there is a "
                         "GPU; default)")
     b.add_argument("--cache-dir", default=None, help="local cache for remote shards")
-    b.add_argument("--endpoint-url", default=None,
-                   help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
+    cmdline.add_endpoint_url(b)
     b.add_argument("--json", default=None, help="write the figures to this JSON file")
     b.add_argument("--make-shards", metavar="DIR", default=None,
                    help="first write tissue-like benchmark sets DIR/png and DIR/raw")

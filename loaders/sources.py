@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 
-from shards import openers
+from shards import openers, publish
 
 
 def cache_name(url: str) -> str:
@@ -24,16 +23,8 @@ def cached(url: str, cache_dir: str | None, endpoint: str | None = None) -> str:
     final = os.path.join(cache_dir, cache_name(url))
     if os.path.exists(final):
         return final
-    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=cache_dir)
-    try:
-        with os.fdopen(fd, "wb") as out, openers.open_url(url, endpoint=endpoint) as src:
-            while chunk := src.read(1 << 20):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with (publish.atomic_open(final, "wb", fsync_dir=False) as out,
+          openers.open_url(url, endpoint=endpoint) as src):
+        while chunk := src.read(1 << 20):
+            out.write(chunk)
     return final

@@ -1,6 +1,8 @@
 """Shard benchmark: write and stream-read throughput, bytes per pair, against same-run baselines.
 
-    python -m shards.bench --out /tmp/shards-bench [--repeats 5] [--pairs-96 512] [--pairs-256 128]
+    shards bench --out /tmp/shards-bench [--repeats 5] [--pairs-96 512] [--pairs-256 128]
+
+(``python -m shards.bench`` is the same command.)
 
 * write: ``write_shard`` of pre-encoded samples (tar + sha256 + DALI index + fsync + rename) and
   encode + write, against a dd-like write of the same byte count with fsync (the disk's own rate,
@@ -28,8 +30,8 @@ import sys
 import threading
 import time
 
-from shards import manifest, openers, sampledata, schema, writer
-from shards.cmdline import Parser, positive_int
+from shards import manifest, openers, publish, sampledata, schema, writer
+from shards.cmdline import Parser, positive_int, run_main
 
 
 def median_time(fn, repeats: int) -> float:
@@ -210,20 +212,24 @@ def format_tables(write_rows, read_rows) -> str:
 
 
 def main(argv=None) -> int:
-    parser = Parser(prog="python -m shards.bench", description=__doc__.split("\n")[0])
+    parser = Parser(prog="shards bench", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="scratch folder (on the disk to measure)")
     parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--pairs-96", type=positive_int, default=512)
     parser.add_argument("--pairs-256", type=positive_int, default=128)
     parser.add_argument("--skip-read", action="store_true")
     parser.add_argument("--json", help="also write the figures as JSON here")
-    args = parser.parse_args(argv)
+    parser.set_defaults(func=_run)
+    return run_main(parser, argv)
+
+
+def _run(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     write_rows = bench_write(args.out, {96: args.pairs_96, 256: args.pairs_256}, args.repeats)
     read_rows = [] if args.skip_read else bench_read(args.out, args.repeats)
     print(format_tables(write_rows, read_rows))
     if args.json:
-        with open(args.json, "w") as f:
+        with publish.atomic_open(args.json, "w", fsync=False, fsync_dir=False) as f:
             json.dump({"write": write_rows, "read": read_rows}, f, indent=1)
     return 0
 

@@ -1,10 +1,11 @@
-"""The ``shards`` command: ``verify``, ``stats``, ``ls``, ``upload`` over a shard set."""
+"""The ``shards`` command: ``verify``, ``stats``, ``ls``, ``upload`` over a shard set, and
+``bench`` (``shards/bench.py``)."""
 from __future__ import annotations
 
 import sys
 
 from shards import cmdline
-from shards.cmdline import Parser, UsageError, run_main
+from shards.cmdline import Parser, run_main
 
 
 def _progress_bar(desc: str, quiet: bool):
@@ -39,11 +40,8 @@ def _stats(args) -> int:
     from shards import stats
 
     count = args.preview_pairs if args.preview else 0
-    try:
-        result = stats.collect(args.root, max_samples=args.max_samples, preview_count=count,
-                               seed=args.seed, endpoint=args.endpoint_url)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    result = stats.collect(args.root, max_samples=args.max_samples, preview_count=count,
+                           seed=args.seed, endpoint=args.endpoint_url)
     print(stats.format_report(result))
     if args.preview:
         if result["preview"]:
@@ -57,10 +55,7 @@ def _stats(args) -> int:
 def _ls(args) -> int:
     from shards import manifest
 
-    try:
-        data = manifest.read_manifest(args.root, endpoint=args.endpoint_url)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    data = manifest.read_manifest(args.root, endpoint=args.endpoint_url)
     print(f"{'split':6s} {'shard':22s} {'samples':>8s} {'bytes':>12s}  sha256        index")
     for split, entry in data["splits"].items():
         for r in entry["shards"]:
@@ -82,8 +77,6 @@ def _upload(args) -> int:
         report = upload.upload(args.root, args.dest, workers=args.workers,
                                endpoint=args.endpoint_url,
                                progress=(lambda _: bar.update()) if bar is not None else None)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
     finally:
         if bar is not None:
             bar.close()
@@ -97,42 +90,41 @@ def build_parser() -> Parser:
     parser = Parser(prog="shards", description="Inspect, check and publish WebDataset shard sets.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    def common(p):
-        p.add_argument("--endpoint-url", default=None,
-                       help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL)")
-
     p = sub.add_parser("verify", help="check checksums, counts, index files and decoding")
-    p.add_argument("root", metavar="ROOT_OR_URL")
+    cmdline.add_shard_set(p)
     p.add_argument("--sample-fraction", type=cmdline.fraction, default=0.05,
                    help="fraction of samples decoded through the schema (default 0.05)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=cmdline.positive_int, default=4)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    common(p)
+    cmdline.add_workers(p, 4, "shards checked at once (default 4)")
+    cmdline.add_quiet(p)
+    cmdline.add_endpoint_url(p)
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("stats", help="counts, A and background distributions, contact sheet")
-    p.add_argument("root", metavar="ROOT_OR_URL")
+    cmdline.add_shard_set(p)
     p.add_argument("--preview", metavar="FILE.png", help="write a contact sheet of random pairs")
     p.add_argument("--preview-pairs", type=cmdline.positive_int, default=16)
     p.add_argument("--max-samples", type=cmdline.positive_int, default=None,
                    help="scan at most this many samples for the distributions")
     p.add_argument("--seed", type=int, default=0)
-    common(p)
+    cmdline.add_endpoint_url(p)
     p.set_defaults(func=_stats)
 
     p = sub.add_parser("ls", help="list shards: split, samples, bytes, sha256 prefix")
-    p.add_argument("root", metavar="ROOT_OR_URL")
-    common(p)
+    cmdline.add_shard_set(p)
+    cmdline.add_endpoint_url(p)
     p.set_defaults(func=_ls)
 
     p = sub.add_parser("upload", help="upload a local shard set to s3:// (resumable)")
     p.add_argument("root", metavar="ROOT")
     p.add_argument("dest", metavar="S3_URL", help="s3://bucket/prefix")
-    p.add_argument("--workers", type=cmdline.positive_int, default=8)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    common(p)
+    cmdline.add_workers(p, 8, "files uploaded at once (default 8)")
+    cmdline.add_quiet(p)
+    cmdline.add_endpoint_url(p)
     p.set_defaults(func=_upload)
+
+    cmdline.add_delegate(sub, "bench", "shards.bench",
+                         "write and stream-read throughput, bytes per pair (benchmark)")
     return parser
 
 

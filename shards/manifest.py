@@ -29,7 +29,7 @@ import tempfile
 from importlib import metadata as _metadata
 
 from shards import openers, schema
-from shards.writer import atomic_write_bytes
+from shards import publish
 
 MANIFEST_NAME = "manifest.json"
 VOLATILE_KEYS = ("created", "software")   # differ between identical builds
@@ -130,7 +130,7 @@ def write_manifest(out, manifest: dict) -> str:
     if local is not None:
         os.makedirs(local, exist_ok=True)
         path = os.path.join(local, MANIFEST_NAME)
-        atomic_write_bytes(path, data)
+        publish.write_bytes(path, data)
         return path
     fs, root = openers.filesystem(out)
     staging = tempfile.mkdtemp(prefix="manifest-")

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from shards import manifest as manifest_mod, openers
-from shards.cmdline import UsageError
 
 
 @dataclass
@@ -41,15 +40,15 @@ def upload(root, dest: str, *, workers: int = 8, endpoint: str | None = None,
     root = os.fspath(root)
     local = openers.local_path(root)
     if local is None or not os.path.isdir(local):
-        raise UsageError(f"{root}: upload needs a local shard set folder")
+        raise ValueError(f"{root}: upload needs a local shard set folder")
     if openers.scheme(dest) != "s3":
-        raise UsageError(f"{dest}: upload destination must be an s3:// URL")
+        raise ValueError(f"{dest}: upload destination must be an s3:// URL")
     data = manifest_mod.read_manifest(local)
     fs, prefix = openers.filesystem(dest, endpoint=endpoint)
     prefix = prefix.rstrip("/")
     bucket = prefix.split("/", 1)[0]
     if not bucket or not fs.exists(bucket):
-        raise UsageError(f"{dest}: bucket {bucket!r} does not exist or is not reachable")
+        raise FileNotFoundError(f"{dest}: bucket {bucket!r} does not exist or is not reachable")
     report = UploadReport(dest)
     jobs = []
     for record in manifest_mod.all_shards(data):

@@ -18,10 +18,9 @@ import re
 import shutil
 import tarfile
 import tempfile
-import uuid
 from typing import Iterable
 
-from shards import dali_index, openers
+from shards import dali_index, openers, publish
 from shards.schema import SchemaError
 
 SHARD_NAME = "{split}-{index:06d}.tar"
@@ -80,27 +79,14 @@ def write_shard(samples: Iterable[dict], out, split: str, index: int, *,
 def _write_local(samples, directory: str, name: str, idx_name: str | None, split: str,
                  index: int) -> dict:
     final = os.path.join(directory, name)
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp_idx = tmp + ".idx"
-    try:
-        with open(tmp, "wb") as raw:
-            stream = _HashingWriter(raw)
-            entries = _write_tar(samples, stream, final)
-            stream.flush()
-            raw.flush()
-            os.fsync(raw.fileno())
+    with publish.atomic_open(final, "wb") as raw:
+        stream = _HashingWriter(raw)
+        entries = _write_tar(samples, stream, final)
+        stream.flush()
         if idx_name:
-            atomic_write_bytes(os.path.join(directory, idx_name),
-                               dali_index.format_index(entries).encode("ascii"), tmp=tmp_idx)
-        os.replace(tmp, final)
-        fsync_dir(directory)
-    except BaseException:
-        for path in (tmp, tmp_idx):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        raise
+            # Index first: the tar is renamed after this block, with its index already there.
+            publish.write_bytes(os.path.join(directory, idx_name),
+                                dali_index.format_index(entries).encode("ascii"))
     return {"name": name, "split": split, "index": int(index), "samples": len(entries),
             "bytes": stream.size, "sha256": stream.hexdigest(), "index_name": idx_name}
 
@@ -197,42 +183,5 @@ class _HashingWriter:
         return self._hash.hexdigest()
 
 
-# --- small atomic-file helpers (also used by manifest.py) --------------------------------------
-
-def atomic_write_bytes(path: str, data: bytes, *, tmp: str | None = None) -> None:
-    """Write ``data`` to ``path`` via a temporary name in the same directory, fsync, rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = tmp or os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-"
-                                         f"{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(directory)
-
-
-def fsync_dir(directory: str) -> None:
-    """Make a rename durable (no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def is_temporary(name: str) -> bool:
-    """True for the writer's hidden temporary names (left behind only by a killed process)."""
-    return name.startswith(".") and ".tmp-" in name
+# Readers (``shards verify``) skip the writer's hidden temporaries by this test.
+is_temporary = publish.is_temporary

@@ -8,6 +8,7 @@ import pytest
 from ingest.adapters import load_exams
 from ingest.adapters import synthetic
 from ingest.pairing import pair_exams
+from shards.publish import is_temporary
 
 SIZE = (256, 192)
 
@@ -103,6 +104,6 @@ def test_synthetic_generates_once(tmp_path, monkeypatch):
     assert len(calls) == 1
     assert [i.path for i in a.images] == [i.path for i in b.images]
     assert {i.dataset for i in a.images} == {"synthetic"}
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+    assert [p.name for p in tmp_path.iterdir() if is_temporary(p.name)] == []
     # Outcomes come from the generator's ground truth.
     assert all(img.outcome in ("Normal", "Benign", "Malignant") for img in a.images)

@@ -53,7 +53,7 @@ def test_bench_crops_to_the_patch_size_by_default(tmp_path):
                      "--per-shard", "8"]) == 0
     out = tmp_path / "bench.json"
     assert cli.main(["bench", "--shards", str(sets / "raw"), "--backend", "torch",
-                     "--batch-size", "4", "--seconds", "0.1", "--repeats", "1", "--workers", "0",
+                     "--batch-size", "4", "--seconds", "0.1", "--repeats", "1", "--workers", "1",
                      "--device", "cpu", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["patch"] == 16 and result["augment"]["size"] == 16

@@ -6,7 +6,7 @@ import SimpleITK as sitk
 
 from ingest import register as rg
 from ingest.phantom import phantom, to_uint16
-from ingest.register_bench import known_pair
+from ingest.register_truth import known_pair
 
 FULL = (1152, 896)
 
@@ -126,7 +126,7 @@ QUARTER = dict(shrink=(4, 2), band=(3.0, 15.0))
 def small_exam_errors():
     """Median-corner errors (px at SMALL) of the default and the previous default on the CC and
     MLO left/right pairs of two generated exams, against the generator's ground truth."""
-    from ingest.register_bench import PREVIOUS, exam_pairs
+    from ingest.register_truth import PREVIOUS, exam_pairs
 
     errors = {"default": [], "previous": []}
     for left, right, truth in exam_pairs(2, SMALL, seed=0):
@@ -162,7 +162,7 @@ def test_generated_exams_left_right_acceptance(small_exam_errors):
 def test_generated_breast_repositioned_at_full_size():
     """A generated breast and a copy of it under a known similarity (the generator's positioning
     range: 4 degrees, scale 1.045, shift) with its own detector noise: <= 1 px at 1152x896."""
-    from ingest.register_bench import exam_pairs, warp
+    from ingest.register_truth import exam_pairs, warp
 
     left, _, _ = next(exam_pairs(1, FULL, seed=3))
     truth = sitk.Similarity2DTransform()

@@ -10,7 +10,7 @@ import pytest
 
 from ingest import register as rg
 from ingest.normalize import normalize_dataset
-from ingest.register_bench import truth_check, truth_transform
+from ingest.register_truth import truth_check, truth_transform
 from ingest.synth import generate
 from ingest.synth.positioning import pair_matrix
 

@@ -3,6 +3,7 @@ import hashlib
 from pathlib import Path
 
 from ingest.synth import generate
+from shards.publish import is_temporary
 
 
 def _digests(root: Path) -> dict:
@@ -18,7 +19,7 @@ def test_same_seed_same_files_with_one_or_two_workers(tmp_path):
         generate(layout, 3, b, seed=4, workers=2, **kw)
         generate(layout, 3, c, seed=5, workers=1, **kw)
         da, db, dc = _digests(a), _digests(b), _digests(c)
-        assert len(da) > 12 and not any(name.endswith(".tmp") for name in da)
+        assert len(da) > 12 and not any(is_temporary(Path(name).name) for name in da)
         assert da == db
         assert set(da.values()).isdisjoint(dc.values())
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
 from ingest.adapters import vindr
 from ingest.adapters.table import ExamImage, ExamTable
 from ingest.cache import digest
+from shards import publish
 
 DATASET = "synthetic"
 DEFAULT_PATIENTS = 24
@@ -55,20 +54,12 @@ def ensure_generated(cache_dir=None, *, patients: int = DEFAULT_PATIENTS, seed: 
     if (final / vindr.BREAST_CSV).is_file():
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".tmp-synthetic-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    with publish.publishing(final, fsync_dir=False,
+                            done_elsewhere=lambda: (final / vindr.BREAST_CSV).is_file()) as tmp:
         generate(layout="vindr", patients=int(patients), out=str(tmp), seed=int(seed),
                  image_size=tuple(image_size) if image_size else None,
                  lesion_fraction=float(lesion_fraction), workers=max(1, int(workers)),
                  progress=progress)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / vindr.BREAST_CSV).is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

@@ -1,7 +1,9 @@
 """Benchmark of the synthetic generator: images per second at 1 and 2 workers, and the ratio.
 
-    python -m ingest.synth.bench [--patients 2] [--small-patients 8] [--repeats 3]
-                                 [--sizes default 1152x896]
+    ingest bench-synth [--patients 2] [--small-patients 8] [--repeats 3]
+                       [--sizes default 1152x896]
+
+(``python -m ingest.synth.bench`` is the same command.)
 
 Each figure is the median of ``repeats`` rounds, each round measuring render-only, ``generate``
 with 1 worker (the baseline) and with 2 workers (one study per patient, files written and
@@ -10,10 +12,11 @@ figure (no files) shows what writing costs.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
+
+from shards.cmdline import Parser, positive_int
 
 from .exam import plan_patient, render_image, IMAGE_ORDER
 from .generate import generate
@@ -47,10 +50,12 @@ def _generate_rate(patients: int, size, workers: int, seed: int) -> float:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ingest.synth.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--patients", type=int, default=2, help="patients per run at the default size")
-    p.add_argument("--small-patients", type=int, default=8, help="patients per run at other sizes")
-    p.add_argument("--repeats", type=int, default=3)
+    p = Parser(prog="ingest bench-synth", description=__doc__.splitlines()[0])
+    p.add_argument("--patients", type=positive_int, default=2,
+                   help="patients per run at the default size")
+    p.add_argument("--small-patients", type=positive_int, default=8,
+                   help="patients per run at other sizes")
+    p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--sizes", nargs="+", default=["default", "1152x896"])
     args = p.parse_args(argv)
     for text in args.sizes:

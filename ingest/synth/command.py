@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from shards import cmdline
 from shards.cmdline import UsageError, fraction, positive_int
 
 from .generate import default_workers, generate
@@ -36,9 +37,8 @@ def register(subparsers) -> None:
                    help="the right breast is the left one mirrored: the two images of a view differ "
                         "only by their positioning and noise (registration checks)")
     p.add_argument("--preview", metavar="FILE.png", help="write a contact sheet of a few exams")
-    p.add_argument("--workers", type=positive_int, default=default_workers(),
-                   help=f"worker processes (default {default_workers()})")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    cmdline.add_workers(p, default_workers(), f"worker processes (default {default_workers()})")
+    cmdline.add_quiet(p)
     p.set_defaults(func=run)
 
 
@@ -48,13 +48,10 @@ def run(args) -> int:
         raise UsageError(f"--studies MIN MAX needs MIN <= MAX, got {lo} {hi}")
     if args.preview and not args.preview.lower().endswith(".png"):
         raise UsageError(f"--preview must name a .png file, got {args.preview}")
-    try:
-        summary = generate(layout=args.layout, patients=args.patients, out=args.out, seed=args.seed,
-                           image_size=tuple(args.image_size) if args.image_size else None,
-                           lesion_fraction=args.lesion_fraction, workers=args.workers,
-                           studies_per_patient=(lo, hi), progress=not args.quiet, preview=args.preview,
-                           pair_variation="positioning-only" if args.positioning_only else "realistic")
-    except (PermissionError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
+    summary = generate(layout=args.layout, patients=args.patients, out=args.out, seed=args.seed,
+                       image_size=tuple(args.image_size) if args.image_size else None,
+                       lesion_fraction=args.lesion_fraction, workers=args.workers,
+                       studies_per_patient=(lo, hi), progress=not args.quiet, preview=args.preview,
+                       pair_variation="positioning-only" if args.positioning_only else "realistic")
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0

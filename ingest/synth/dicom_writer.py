@@ -2,13 +2,14 @@
 Presentation" object, written atomically (temporary name, fsync, rename)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+
+from shards import publish
 
 DIGITAL_MAMMOGRAPHY_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 # SNOMED CT codes of the views (ViewCodeSequence), as scanners write them.
@@ -103,10 +104,6 @@ def write_dicom(path: Path, ds: Dataset, pixels: np.ndarray) -> None:
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+    with publish.atomic_open(path, "wb", fsync_dir=False) as fh:
         ds.save_as(fh, enforce_file_format=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
     del ds.PixelData

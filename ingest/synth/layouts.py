@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
+
+from shards import publish
 
 from . import dicom_writer
 from .exam import IMAGE_ORDER, PatientPlan, RenderedImage, rng_for
@@ -28,15 +29,10 @@ OPTIMAM_SITES = ("adde", "jarv", "stge")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` under a temporary name, fsync, then rename: never half-written."""
+    """Write ``text`` atomically (never half-written), making its folder first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    publish.write_text(path, text, fsync_dir=False)
 
 
 def atomic_write_json(path: Path, obj) -> None:

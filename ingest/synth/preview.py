@@ -1,11 +1,12 @@
 """Contact sheet of a few exams: 8-bit, display-windowed, lesion boxes drawn."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from shards import publish
 
 THUMB_HEIGHT = 360
 
@@ -78,9 +79,5 @@ def contact_sheet(exams: list[dict], path) -> None:
         y += max(t["image"].shape[0] for t in exam["thumbs"]) + pad
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+    with publish.atomic_open(path, "wb", fsync_dir=False) as fh:
         sheet.save(fh, format="PNG")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
