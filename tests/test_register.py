@@ -151,14 +151,6 @@ def test_generated_exams_left_right(small_exam_errors):
     assert previous >= 3 * default, small_exam_errors
 
 
-@pytest.mark.xfail(strict=True, reason="left/right generated pairs share only their low "
-                   "frequencies: about 5-6 px median corner error at 1152x896 is the floor "
-                   "(the metric's own optimum, see docs/ingest-pixels.md)")
-def test_generated_exams_left_right_acceptance(small_exam_errors):
-    """The acceptance figure (<= 1 px at 1152x896, 0.25 px here) on left/right pairs."""
-    assert float(np.median(small_exam_errors["default"])) <= 0.25, small_exam_errors
-
-
 def test_generated_breast_repositioned_at_full_size():
     """A generated breast and a copy of it under a known similarity (the generator's positioning
     range: 4 degrees, scale 1.045, shift) with its own detector noise: <= 1 px at 1152x896."""
@@ -194,3 +186,7 @@ def test_bench_exam_report_sets_side_by_side(capsys):
     assert rows["positioning-only"]["default"]["corner_px"] < rows["realistic"]["default"]["corner_px"]
     out = capsys.readouterr().out
     assert "truth check, positioning-only" in out and "truth check, realistic" in out
+    # The acceptance figure is printed, not asserted: the realistic pairs do not meet it today.
+    line = next(s for s in out.splitlines() if s.startswith("acceptance, default"))
+    assert "positioning-only" in line and "realistic" in line
+    assert f"{rows['realistic']['default']['corner_px']:.2f} px" in line
