@@ -107,17 +107,22 @@ def test_bench_command_runs(capsys):
     assert rows[0]["speedup"] == 1.0 and rows[1]["seconds"] > 0
 
 
-def test_defaults_match_signature():
+def test_defaults_come_from_register_params():
+    """Every setting of register_pair but ``threads`` is a RegisterParams field with its default,
+    so the cache key (asdict of RegisterParams) covers all of them."""
+    import dataclasses
     import inspect
 
-    params = inspect.signature(rg.register_pair).parameters
-    for name, value in rg.DEFAULTS.items():
-        assert params[name].default == value, name
+    from ingest.params import RegisterParams
+
+    params = {name: p.default for name, p in inspect.signature(rg.register_pair).parameters.items()
+              if p.kind is p.KEYWORD_ONLY and name != "threads"}
+    assert params == dataclasses.asdict(RegisterParams())
 
 
 # Generated exams at a quarter of 1152x896 (fast); the pyramid and the band-pass scale with the
-# image (register.DEFAULTS are sized for 1152x896), and so do pixel errors: 1 px at full size is
-# 0.25 px here.
+# image (the RegisterParams defaults are sized for 1152x896), and so do pixel errors: 1 px at
+# full size is 0.25 px here.
 SMALL = (288, 224)
 QUARTER = dict(shrink=(4, 2), band=(3.0, 15.0))
 
