@@ -7,7 +7,7 @@ are read from those records, so each exists once.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 from ingest.params import (NormalizeParams, PairParams, PairSetParams, PatchSetParams,
                            QualityParams, RegisterParams, ShardParams, TileParams)
@@ -42,9 +42,6 @@ class BuildConfig:
         """The quality thresholds in force: the defaults updated by ``quality``."""
         return replace(QualityParams(), **{k: float(v) for k, v in self.quality.items()})
 
-    def thresholds(self) -> dict:
-        return asdict(self.quality_params())
-
     def pair_params(self) -> PairParams:
         """What changes the registered pixels (NOT the tile size: --size 96 and 256 share it)."""
         return PairParams(out_shape=tuple(int(v) for v in self.out_shape),
@@ -55,10 +52,6 @@ class BuildConfig:
                           max_background=float(self.max_background),
                           max_border_xor=float(self.max_border_xor))
 
-    @property
-    def effective_stride(self) -> int:
-        return self.tile_params().stride
-
     def _set_fields(self) -> dict:
         pair = self.pair_params()
         return dict(dataset=self.dataset, size=int(self.size), format=self.fmt,
@@ -67,13 +60,13 @@ class BuildConfig:
                     out_shape=pair.out_shape, registration=pair.registration,
                     normalize=pair.normalize, **self._synthetic_params())
 
-    def build_params(self) -> PairSetParams:
+    def pair_set_params(self) -> PairSetParams:
         """The manifest's params of a pair set: what changes the shards' bytes."""
         tiles = self.tile_params()
         return PairSetParams(**self._set_fields(), stride=tiles.stride,
                              max_border_xor=tiles.max_border_xor)
 
-    def downstream_params(self, task: str) -> PatchSetParams:
+    def patch_set_params(self, task: str) -> PatchSetParams:
         """The manifest's params of a labelled patch set (no grid stride, no border rule)."""
         return PatchSetParams(**self._set_fields(), task=task)
 

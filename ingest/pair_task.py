@@ -5,14 +5,13 @@ pair's files and writes nothing but its cache entry, so pairs run in any order o
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from types import SimpleNamespace
 
 import numpy as np
 
 from ingest import packing, report as report_mod
-from ingest.cache import PairCache, file_fingerprint
+from ingest.cache import PairCache, PairRecord, file_fingerprint
 from ingest.pairing import ExamPair
 from ingest.params import PairParams, QualityParams, TileParams
 
@@ -55,7 +54,7 @@ def prepare_pair(pair: ExamPair, cache: PairCache, params: PairParams,
     name = cache.entry_name(pair.pair_id, inputs)
     result["entry"] = name
     if cache.has(name):
-        return {**result, "status": "cached", "quality": cache.attrs(name)["quality"]}
+        return {**result, "status": "cached", "quality": cache.record(name).quality}
 
     images, norm = {}, {}
     for side, img in (("left", pair.left), ("right", pair.right)):
@@ -101,26 +100,24 @@ def prepare_pair(pair: ExamPair, cache: PairCache, params: PairParams,
         rois[side] = [[round(float(v), 3) for v in box] + [roi.label]
                       for box, roi in zip(boxes, img.rois)]
     quality = {k: float(v) for k, v in reg.quality().items()}
-    attrs = {
-        "pair_id": pair.pair_id, "dataset": pair.dataset, "patient": pair.patient,
-        "study": pair.study, "view": pair.view, "registered_side": moving,
-        "source": {"left": pair.left.image_id, "right": pair.right.image_id},
-        "rois": rois,
-        "roi_info": {s: [{"birads": r.birads, "outcome": r.outcome} for r in images[s].rois]
-                     for s in rois},
-        "birads": {"left": pair.left.birads, "right": pair.right.birads},
-        "outcome": pair.left.outcome or pair.right.outcome,
-        "quality": quality, "transform": reg.transform, "bits": 16,
-        "shape": list(norm["left"].pixels.shape),
-        "geometry": {s: norm[s].meta() for s in ("left", "right")},
-    }
+    record = PairRecord(
+        pair_id=pair.pair_id, dataset=pair.dataset, patient=pair.patient, study=pair.study,
+        view=pair.view, registered_side=moving,
+        source={"left": pair.left.image_id, "right": pair.right.image_id},
+        rois=rois, quality=quality, transform=reg.transform,
+        shape=list(norm["left"].pixels.shape),
+        geometry={s: norm[s].meta() for s in ("left", "right")},
+        roi_info={s: [{"birads": r.birads, "outcome": r.outcome} for r in images[s].rois]
+                  for s in rois},
+        birads={"left": pair.left.birads, "right": pair.right.birads},
+        outcome=pair.left.outcome or pair.right.outcome, bits=16)
     t = clock.start()
-    cache.write(name, np.stack([pixels["left"], pixels["right"]]),
-                np.stack([masks["left"], masks["right"]]), attrs)
+    cache.write_record(name, np.stack([pixels["left"], pixels["right"]]),
+                       np.stack([masks["left"], masks["right"]]), record)
     clock.add("cache_write", t)
     if tiling is not None:
         t = clock.start()
-        stored = json.loads(json.dumps(attrs))   # the values tile_entry would read back
+        stored = PairRecord.from_attrs(record.to_attrs())   # the values tile_entry reads back
         result["tiled"] = packing.tile_rows(name, stored, np.stack([masks["left"], masks["right"]]),
                                             **asdict(tiling))
         clock.add("tile", t)

@@ -178,7 +178,7 @@ def _start(config: BuildConfig, params: dict):
 
 def build_shards(config: BuildConfig, client=None) -> dict:
     """Run every stage; returns the report (also written to ``<out>/report.json``)."""
-    params = asdict(config.build_params())
+    params = asdict(config.pair_set_params())
     out, cache_root, cache, rep = _start(config, params)
     pairs = _exams_and_pairs(config, rep, cache_root)
     with _client_or(client, config) as c:
@@ -205,7 +205,7 @@ def build_shards(config: BuildConfig, client=None) -> dict:
 
 def build_downstream(config: BuildConfig, task: str, client=None) -> dict:
     """The labelled patch set of one downstream task (patch-level 8:1:1 split)."""
-    params = asdict(config.downstream_params(task))
+    params = asdict(config.patch_set_params(task))
     out, cache_root, cache, rep = _start(config, params)
     pairs = _exams_and_pairs(config, rep, cache_root)
     with _client_or(client, config) as c:

@@ -35,11 +35,11 @@ def test_cache_key_is_the_pair_params(tmp_path):
 
 def test_manifest_params_are_the_set_params(tmp_path):
     config = BuildConfig(dataset="vindr", out=str(tmp_path), size=64, quality={"dice_after": 0.9})
-    params = dataclasses.asdict(config.build_params())
+    params = dataclasses.asdict(config.pair_set_params())
     assert params["quality"] == {"dice_after": 0.9, "ncc_after": QualityParams.ncc_after}
     assert params["stride"] == 64 and params["registration"] == dataclasses.asdict(RegisterParams())
     assert params["patients"] is None and params["image_size"] is None
-    patch = dataclasses.asdict(config.downstream_params("birads"))
+    patch = dataclasses.asdict(config.patch_set_params("birads"))
     assert patch["task"] == "birads" and "stride" not in patch and "max_border_xor" not in patch
     assert {k: v for k, v in params.items() if k not in ("stride", "max_border_xor")} == \
         {k: v for k, v in patch.items() if k != "task"}
@@ -47,7 +47,7 @@ def test_manifest_params_are_the_set_params(tmp_path):
 
 def test_unknown_quality_threshold_is_refused(tmp_path):
     with pytest.raises(TypeError):
-        BuildConfig(dataset="vindr", out=str(tmp_path), quality={"dice": 0.9}).thresholds()
+        BuildConfig(dataset="vindr", out=str(tmp_path), quality={"dice": 0.9}).quality_params()
 
 
 def test_tile_stride_defaults_to_the_size():
