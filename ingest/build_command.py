@@ -37,6 +37,8 @@ def _transforms() -> list[str]:
 
 
 def _common(p) -> None:
+    from ingest.adapters import synthetic
+
     data = p.add_argument_group("input")
     data.add_argument("--dataset", choices=DATASETS, default="synthetic",
                       help="dataset adapter (default: synthetic, generated on first use)")
@@ -45,9 +47,10 @@ def _common(p) -> None:
                       help="dicom: CSV with a path column and patient/study/laterality/view/... "
                            "that supply or override the headers' values")
     data.add_argument("--patients", type=positive_int,
-                      help="synthetic: number of patients (default 24)")
+                      help=f"synthetic: number of patients (default {synthetic.DEFAULT_PATIENTS})")
     data.add_argument("--image-size", type=shape_arg, metavar="HxW",
-                      help="synthetic: generated image size (default 1280x1024)")
+                      help="synthetic: generated image size "
+                           f"(default {_hxw(synthetic.DEFAULT_IMAGE_SIZE)})")
     data.add_argument("--cache-dir", help="cache folder for the synthetic dataset and the "
                       "registered pairs (default $MAMMO_PAIRS_CACHE or ~/.cache/mammo-pairs)")
 
