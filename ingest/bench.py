@@ -35,7 +35,8 @@ STAGES = ("decode", "normalise", "register", "cache_write", "tile", "read", "enc
 
 def one_build(args) -> dict:
     """Run one build in this process; print the figures as one JSON line."""
-    from ingest.pipeline import BuildConfig, build_shards
+    from ingest.config import BuildConfig
+    from ingest.pipeline import build_shards
 
     config = BuildConfig(dataset="synthetic", out=args.out, cache_dir=args.cache_dir,
                          size=args.size, patients=args.patients,

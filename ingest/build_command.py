@@ -1,14 +1,22 @@
-"""``ingest build-shards`` and ``ingest build-downstream``: thin layers over ``ingest.pipeline``."""
+"""``ingest build-shards`` and ``ingest build-downstream``: thin layers over ``ingest.pipeline``.
+
+Flag defaults are read from ``ingest.config.BuildConfig`` (itself from ``ingest.params``)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ingest.config import BuildConfig
+from ingest.params import QualityParams, RegisterParams
 from shards import cmdline
 from shards.cmdline import UsageError, fraction, positive_int
 
 DATASETS = ("synthetic", "vindr", "optimam", "dicom")
 TASKS = ("abnormal", "birads", "outcome")
+
+
+def _hxw(shape) -> str:
+    return "x".join(str(v) for v in shape)
 
 
 def shape_arg(text: str) -> tuple[int, int]:
@@ -29,13 +37,9 @@ def _transforms() -> list[str]:
     return sorted(register.TRANSFORMS)
 
 
-def _default_transform() -> str:
-    from ingest.pipeline import register_defaults
-
-    return register_defaults()["transform"]
-
-
 def _common(p) -> None:
+    from ingest.adapters import synthetic
+
     data = p.add_argument_group("input")
     data.add_argument("--dataset", choices=DATASETS, default="synthetic",
                       help="dataset adapter (default: synthetic, generated on first use)")
@@ -44,39 +48,42 @@ def _common(p) -> None:
                       help="dicom: CSV with a path column and patient/study/laterality/view/... "
                            "that supply or override the headers' values")
     data.add_argument("--patients", type=positive_int,
-                      help="synthetic: number of patients (default 24)")
+                      help=f"synthetic: number of patients (default {synthetic.DEFAULT_PATIENTS})")
     data.add_argument("--image-size", type=shape_arg, metavar="HxW",
-                      help="synthetic: generated image size (default 1280x1024)")
+                      help="synthetic: generated image size "
+                           f"(default {_hxw(synthetic.DEFAULT_IMAGE_SIZE)})")
     data.add_argument("--cache-dir", help="cache folder for the synthetic dataset and the "
                       "registered pairs (default $MAMMO_PAIRS_CACHE or ~/.cache/mammo-pairs)")
 
     pix = p.add_argument_group("pixels and registration")
-    pix.add_argument("--out-shape", type=shape_arg, default=(1152, 896), metavar="HxW",
-                     help="normalised image size (default 1152x896)")
+    pix.add_argument("--out-shape", type=shape_arg, default=BuildConfig.out_shape, metavar="HxW",
+                     help=f"normalised image size (default {_hxw(BuildConfig.out_shape)})")
     pix.add_argument("--transform", choices=_transforms(), default=None,
-                     help="registration transform (default: ingest/register.py's, "
-                          f"{_default_transform()})")
+                     help=f"registration transform (default {RegisterParams.transform})")
     pix.add_argument("--min-dice", type=fraction, default=None,
-                     help="quality: least Dice of the breast masks after registration (default 0.85)")
+                     help="quality: least Dice of the breast masks after registration "
+                          f"(default {QualityParams.dice_after})")
     pix.add_argument("--min-ncc", type=float, default=None,
                      help="quality: least correlation inside the breasts after registration "
-                          "(default 0.3)")
+                          f"(default {QualityParams.ncc_after})")
 
     out = p.add_argument_group("output")
     out.add_argument("--out", required=True, help="output folder of the shard set")
-    out.add_argument("--size", type=positive_int, default=96,
-                     help="patch side in pixels (the paper's: 96 or 256; default 96)")
+    out.add_argument("--size", type=positive_int, default=BuildConfig.size,
+                     help=f"patch side in pixels (the paper's: 96 or 256; default {BuildConfig.size})")
     out.add_argument("--stride", type=positive_int, help="grid stride (default: --size)")
-    out.add_argument("--format", dest="fmt", choices=("png", "raw"), default="png",
-                     help="pixel encoding: 16-bit PNG or raw uint16 (default png)")
-    out.add_argument("--seed", type=int, default=0, help="split and shuffle seed (default 0)")
-    out.add_argument("--shard-size", type=positive_int, default=1000,
-                     help="samples per shard (default 1000)")
+    out.add_argument("--format", dest="fmt", choices=("png", "raw"), default=BuildConfig.fmt,
+                     help=f"pixel encoding: 16-bit PNG or raw uint16 (default {BuildConfig.fmt})")
+    out.add_argument("--seed", type=int, default=BuildConfig.seed,
+                     help=f"split and shuffle seed (default {BuildConfig.seed})")
+    out.add_argument("--shard-size", type=positive_int, default=BuildConfig.shard_size,
+                     help=f"samples per shard (default {BuildConfig.shard_size})")
 
     run = p.add_argument_group("execution (Dask)")
     cmdline.add_workers(run, None, "local cluster: worker processes (default: CPU count)")
-    run.add_argument("--threads-per-worker", type=positive_int, default=1,
-                     help="local cluster: threads per worker (default 1)")
+    run.add_argument("--threads-per-worker", type=positive_int,
+                     default=BuildConfig.threads_per_worker,
+                     help=f"local cluster: threads per worker (default {BuildConfig.threads_per_worker})")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="use this Dask scheduler (tcp://host:port) instead of a local cluster")
     cmdline.add_quiet(run)
@@ -89,11 +96,12 @@ def register(subparsers) -> None:
                     "zarr cache, cut the pairs into grid patches and write shuffled shards, "
                     "manifest.json and report.json.")
     _common(p)
-    p.add_argument("--max-background", type=fraction, default=0.5,
-                   help="drop a patch pair with more background than this on either side (0.5)")
-    p.add_argument("--max-border-xor", type=fraction, default=0.2,
+    p.add_argument("--max-background", type=fraction, default=BuildConfig.max_background,
+                   help="drop a patch pair with more background than this on either side "
+                        f"({BuildConfig.max_background})")
+    p.add_argument("--max-border-xor", type=fraction, default=BuildConfig.max_border_xor,
                    help="drop a patch pair whose breast masks disagree on more than this "
-                        "fraction of its pixels (0.2)")
+                        f"fraction of its pixels ({BuildConfig.max_border_xor})")
     p.set_defaults(func=run_build_shards)
 
     d = subparsers.add_parser(
@@ -105,9 +113,7 @@ def register(subparsers) -> None:
     d.set_defaults(func=run_build_downstream)
 
 
-def config_from_args(args):
-    from ingest.pipeline import BuildConfig, RegistrationSettings
-
+def config_from_args(args) -> BuildConfig:
     if args.dataset != "synthetic" and not args.root:
         raise UsageError(f"--dataset {args.dataset} needs --root")
     if args.dataset == "synthetic" and args.root:
@@ -128,7 +134,8 @@ def config_from_args(args):
         dataset=args.dataset, out=args.out, size=args.size, root=args.root,
         manifest_csv=args.manifest_csv, stride=args.stride, fmt=args.fmt, seed=args.seed,
         shard_size=args.shard_size, out_shape=tuple(args.out_shape), quality=quality,
-        registration=RegistrationSettings(transform=args.transform), cache_dir=args.cache_dir,
+        registration=RegisterParams(**({"transform": args.transform} if args.transform else {})),
+        cache_dir=args.cache_dir,
         patients=args.patients, image_size=args.image_size, workers=args.workers,
         threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
         progress=not args.quiet, **extra)

@@ -3,12 +3,13 @@
 Layout::
 
     <cache>/pairs/<params-hash>/<pair-id>-<input-hash>/
-        zarr.json          attributes: provenance, registered side, ROIs, quality, geometry
+        zarr.json          attributes (``PairRecord``): provenance, registered side, ROIs,
+                           quality, geometry
         pixels/            uint16 (2, H, W): [left, right] after registration (one moved)
         masks/             uint8  (2, H, W): the breast masks, same grid
 
-``params-hash`` covers what changes the pixels (output shape, registration settings, cache
-version); the patch size, stride and tiling rules are NOT in it, so ``--size 96`` and ``--size
+``params-hash`` covers what changes the pixels (``asdict`` of ``ingest.params.PairParams``:
+output shape, normalisation and registration settings; and the cache version); the patch size, stride and tiling rules are NOT in it, so ``--size 96`` and ``--size
 256`` share one registration. ``input-hash`` covers the two source files (path, size, mtime) and
 their annotations, so a changed input is registered again.
 
@@ -32,6 +33,7 @@ import shutil
 import socket
 import time
 import uuid
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +66,48 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """A cached pair's attributes (its ``zarr.json``): written by the register task
+    (``ingest.pair_task``), read by tiling, packing and the downstream sets (``ingest.packing``).
+    Boxes are ``[y0, x0, y1, x1]`` on the registered grid."""
+
+    pair_id: str
+    dataset: str
+    patient: str
+    study: str
+    view: str
+    registered_side: str          # "left" or "right": the side moved onto the other
+    source: dict                  # side -> source image id
+    rois: dict                    # side -> [[y0, x0, y1, x1, label], ...]
+    quality: dict                 # register.Registration.quality(): dice_after, ncc_after, ...
+    transform: dict               # the registration's transform dict (fixed → moving points)
+    shape: list                   # [H, W] of the registered grid
+    geometry: dict                # side -> normalize.NormalizedImage.meta()
+    roi_info: dict = field(default_factory=dict)   # side -> [{"birads", "outcome"}] per ROI
+    birads: dict = field(default_factory=dict)     # side -> the breast's BI-RADS
+    outcome: str | None = None
+    bits: int = 16
+
+    def to_attrs(self) -> dict:
+        """JSON values, exactly as ``from_attrs`` reads them back from ``zarr.json``."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> "PairRecord":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in attrs.items() if k in names})
+
+    def labelled_rois(self, side: str) -> list[dict]:
+        """The ROIs of one side with their labels: box, label, BI-RADS and outcome (each ROI's
+        own, else the breast's)."""
+        infos = self.roi_info.get(side) or [{}] * len(self.rois[side])
+        return [{"box": roi[:4], "label": roi[4] if len(roi) > 4 else "",
+                 "birads": info.get("birads") or self.birads.get(side),
+                 "outcome": info.get("outcome") or self.outcome}
+                for roi, info in zip(self.rois[side], infos)]
 
 
 def digest(value, length: int = 16) -> str:
@@ -121,6 +165,11 @@ class PairCache:
                                compressors=_compressors())[:] = data
         return final
 
+    def write_record(self, name: str, pixels: np.ndarray, masks: np.ndarray,
+                     record: PairRecord) -> Path:
+        """``write`` with a pair's typed attributes."""
+        return self.write(name, pixels, masks, record.to_attrs())
+
     # --- reading ----------------------------------------------------------------------------
 
     def open(self, name: str):
@@ -131,6 +180,9 @@ class PairCache:
     def attrs(self, name: str) -> dict:
         with open(self.path(name) / "zarr.json") as f:
             return json.load(f).get("attributes", {})
+
+    def record(self, name: str) -> PairRecord:
+        return PairRecord.from_attrs(self.attrs(name))
 
     def read_pair(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(pixels uint16 (2, H, W), masks bool (2, H, W)) of one pair, whole."""

@@ -27,8 +27,9 @@ from PIL import Image
 from scipy import ndimage
 
 from ingest.geometry import BoxMap
+from ingest.params import NormalizeParams, PairParams
 
-OUT_SHAPE = (1152, 896)
+OUT_SHAPE = PairParams.out_shape      # the cache grid of a build (ingest.params)
 MASK_SIDE = 512          # the mask is computed on a reduced copy with this longest side
 UINT16_MAX = 65535
 
@@ -71,7 +72,7 @@ def modality_values(ds) -> np.ndarray:
     return apply_modality_lut(arr, ds)
 
 
-def voi_values(values: np.ndarray, ds, voi: str = "auto") -> np.ndarray:
+def voi_values(values: np.ndarray, ds, voi: str = NormalizeParams.voi) -> np.ndarray:
     """Apply the VOI policy; returns float64 (any range, not yet inverted)."""
     if voi == "none":
         return np.asarray(values, dtype=np.float64) / float(2 ** int(ds.BitsStored) - 1)
@@ -111,7 +112,8 @@ def to_unit_range(values: np.ndarray, padding: np.ndarray, monochrome1: bool) ->
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def unit_values(ds, stored: np.ndarray, padding: np.ndarray, voi: str = "auto") -> np.ndarray:
+def unit_values(ds, stored: np.ndarray, padding: np.ndarray,
+                voi: str = NormalizeParams.voi) -> np.ndarray:
     """Steps 1-3 at once through a lookup table over the stored values (same result).
 
     Modality LUT, VOI and the unit-range map are pointwise functions of the stored value, so they
@@ -301,7 +303,7 @@ def stretch_to_uint16(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def normalize_array(unit: np.ndarray, padding: np.ndarray | None = None, *,
-                    out_shape=OUT_SHAPE, crop: str = "none") -> NormalizedImage:
+                    out_shape=OUT_SHAPE, crop: str = NormalizeParams.crop) -> NormalizedImage:
     """Normalise a float image in [0, 1] with the breast bright (any orientation).
 
     Used by ``normalize_dataset`` after the DICOM steps, and directly for non-DICOM sources.
@@ -345,8 +347,12 @@ def normalize_array(unit: np.ndarray, padding: np.ndarray | None = None, *,
                            scale=scale, source_shape=(h, w), box_map=box_map)
 
 
-def normalize_dataset(ds, *, out_shape=OUT_SHAPE, voi: str = "auto", crop: str = "none") -> NormalizedImage:
-    """A pydicom Dataset → ``NormalizedImage`` (see the module docstring for the steps)."""
+def normalize_dataset(ds, *, out_shape=OUT_SHAPE, voi: str = NormalizeParams.voi,
+                      crop: str = NormalizeParams.crop) -> NormalizedImage:
+    """A pydicom Dataset → ``NormalizedImage`` (see the module docstring for the steps).
+
+    ``voi`` and ``crop`` are the fields of ``ingest.params.NormalizeParams``, whose defaults
+    they take (so the cache key follows them)."""
     stored = ds.pixel_array
     padding = padding_mask(stored, ds)
     unit = unit_values(ds, stored, padding, voi)

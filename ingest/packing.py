@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from ingest.cache import PairCache, TileReader
+from ingest.cache import PairCache, PairRecord, TileReader
 from ingest.report import StageClock
 
 INDEX_COLUMNS = ("pair_id", "entry", "row", "col", "y0", "x0", "bg_left", "bg_right",
@@ -31,11 +31,11 @@ def _roi_boxes(rois: list) -> np.ndarray:
     return np.array([r[:4] for r in rois], dtype=np.float64).reshape(-1, 4)
 
 
-def tile_rows(entry: str, attrs: dict, masks: np.ndarray, size: int, stride: int,
+def tile_rows(entry: str, record: PairRecord, masks: np.ndarray, size: int, stride: int,
               max_background: float, max_border_xor: float) -> dict:
     """Grid tiles of one registered pair that pass the rules, as index rows (no pixels).
 
-    ``attrs`` are the pair's cache attributes and ``masks`` its (2, H, W) breast masks: from
+    ``record`` is the pair's cache attributes and ``masks`` its (2, H, W) breast masks: from
     the cache (``tile_entry``) or still in memory right after registration (``prepare_pair``).
     """
     from ingest import abnormal, tiling
@@ -45,9 +45,9 @@ def tile_rows(entry: str, attrs: dict, masks: np.ndarray, size: int, stride: int
     result = tiling.tile_pair(masks[0], masks[1], masks[0], masks[1], size=size, stride=stride,
                               max_background=max_background, max_border_xor=max_border_xor)
     boxes = result.boxes.astype(np.float64).reshape(-1, 4)
-    areas = abnormal.pair_areas(boxes, _roi_boxes(attrs["rois"]["left"]),
-                                _roi_boxes(attrs["rois"]["right"]))
-    rows = [(attrs["pair_id"], entry, int(result.rows[i]), int(result.cols[i]),
+    areas = abnormal.pair_areas(boxes, _roi_boxes(record.rois["left"]),
+                                _roi_boxes(record.rois["right"]))
+    rows = [(record.pair_id, entry, int(result.rows[i]), int(result.cols[i]),
              int(result.boxes[i, 0]), int(result.boxes[i, 1]), float(result.background[i, 0]),
              float(result.background[i, 1]), float(areas["left"][i]), float(areas["right"][i]),
              float(areas["pair"][i])) for i in range(len(result))]
@@ -60,7 +60,7 @@ def tile_entry(entry: str, cache: PairCache, size: int, stride: int, max_backgro
     """``tile_rows`` of one cached pair (its attributes and masks read from the cache)."""
     clock = StageClock()
     t = clock.start()
-    result = tile_rows(entry, cache.attrs(entry), cache.read_masks(entry), size, stride,
+    result = tile_rows(entry, cache.record(entry), cache.read_masks(entry), size, stride,
                        max_background, max_border_xor)
     clock.add("tile", t)
     return {**result, **clock.result()}
@@ -133,15 +133,15 @@ def plan_shards(index: pd.DataFrame, seed: int, shard_size: int, order=PAIR_ORDE
 # ------------------------------------------------------------------ shard task
 
 
-def pair_meta(row: dict, attrs: dict, size: int, split: str) -> dict:
+def pair_meta(row: dict, attrs: PairRecord, size: int, split: str) -> dict:
     from shards import schema
 
     return schema.pair_meta(
-        size=size, bits=attrs.get("bits", 16), dataset=attrs["dataset"],
-        patient=attrs["patient"], study=attrs["study"], view=attrs["view"], row=row["row"],
-        col=row["col"], y0=row["y0"], x0=row["x0"], background=(row["bg_left"], row["bg_right"]),
-        area=(row["a_left"], row["a_right"], row["a_pair"]), split=split, rois=attrs["rois"],
-        registered_side=attrs["registered_side"], source=attrs["source"])
+        size=size, bits=attrs.bits, dataset=attrs.dataset, patient=attrs.patient,
+        study=attrs.study, view=attrs.view, row=row["row"], col=row["col"], y0=row["y0"],
+        x0=row["x0"], background=(row["bg_left"], row["bg_right"]),
+        area=(row["a_left"], row["a_right"], row["a_pair"]), split=split, rois=attrs.rois,
+        registered_side=attrs.registered_side, source=attrs.source)
 
 
 WHOLE_PAIR_MIN = 16  # from this many tiles of one pair in a shard, one whole read is cheaper
@@ -183,14 +183,14 @@ def write_shard_task(plan: dict, cache: PairCache, out: str, size: int, fmt: str
 
 
 def _write_planned_shard(plan: dict, cache: PairCache, out: str, size: int, encode) -> dict:
-    """One shard task: read the plan's tiles, ``encode(row, pair, attrs)`` each into a sample
+    """One shard task: read the plan's tiles, ``encode(row, pair, record)`` each into a sample
     while the writer streams them out, and time the stages."""
     from shards import writer
 
     clock = StageClock()
     t = clock.start()
     rows = _records(plan["rows"])
-    attrs_of = {entry: cache.attrs(entry) for entry in dict.fromkeys(r["entry"] for r in rows)}
+    attrs_of = {entry: cache.record(entry) for entry in dict.fromkeys(r["entry"] for r in rows)}
     tiles = read_tiles(cache, rows, size)
     clock.add("read", t)
     clock.add("encode", clock.start())   # present (about 0) even for an empty shard
@@ -258,17 +258,6 @@ def write_build_manifest(out, records, params: dict, cache_hash: str, kind: str 
 # ------------------------------------------------------------------ downstream labelled patches
 
 
-def _labelled_rois(attrs: dict, side: str) -> list[dict]:
-    """The ROIs of one side with the labels downstream.labelled_patches reads."""
-    rois = []
-    infos = attrs.get("roi_info", {}).get(side) or [{}] * len(attrs["rois"][side])
-    for roi, info in zip(attrs["rois"][side], infos):
-        rois.append({"box": roi[:4], "label": roi[4] if len(roi) > 4 else "",
-                     "birads": info.get("birads") or (attrs.get("birads") or {}).get(side),
-                     "outcome": info.get("outcome") or attrs.get("outcome")})
-    return rois
-
-
 def labelled_entry(entry: str, cache: PairCache, size: int, task: str,
                    max_background: float = 0.5) -> dict:
     """The labelled patches of one cached pair for one task, as index rows (no pixels)."""
@@ -276,17 +265,17 @@ def labelled_entry(entry: str, cache: PairCache, size: int, task: str,
 
     clock = StageClock()
     t = clock.start()
-    attrs = cache.attrs(entry)
+    record = cache.record(entry)
     rows = []
-    if attrs["rois"]["left"] or attrs["rois"]["right"]:
+    if record.rois["left"] or record.rois["right"]:
         pixels, masks = cache.read_pair(entry)
-        rois = {side: _labelled_rois(attrs, side) for side in ("left", "right")}
+        rois = {side: record.labelled_rois(side) for side in ("left", "right")}
         found = downstream.labelled_patches(pixels[0], pixels[1], rois, size, tasks=(task,),
                                             left_mask=masks[0], right_mask=masks[1],
                                             max_background=max_background)
         for _, meta in found:
             y0, x0 = int(meta["box"][0]), int(meta["box"][1])
-            rows.append((attrs["pair_id"], entry, meta["side"], y0, x0, int(meta["label"]),
+            rows.append((record.pair_id, entry, meta["side"], y0, x0, int(meta["label"]),
                          str(meta["label_name"]), meta["roi_side"], int(meta["roi"])))
     clock.add("tile", t)
     return {"entry": entry, "rows": rows, **clock.result()}
@@ -318,11 +307,11 @@ def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, ta
     def encode(row, pair, attrs):
         image = pair[0] if row["side"] == "left" else pair[1]
         meta = schema.patch_meta(
-            size=size, bits=attrs.get("bits", 16), task=task, label=row["label"],
+            size=size, bits=attrs.bits, task=task, label=row["label"],
             split=plan["split"], y0=row["y0"], x0=row["x0"], label_name=row["label_name"],
-            dataset=attrs["dataset"], patient=attrs["patient"], study=attrs["study"],
-            view=attrs["view"], side=row["side"], roi_side=row["roi_side"], roi=int(row["roi"]),
-            source=attrs["source"][row["side"]])
+            dataset=attrs.dataset, patient=attrs.patient, study=attrs.study,
+            view=attrs.view, side=row["side"], roi_side=row["roi_side"], roi=int(row["roi"]),
+            source=attrs.source[row["side"]])
         return schema.encode_patch(patch_key(row), np.ascontiguousarray(image), meta, fmt=fmt)
 
     return _write_planned_shard(plan, cache, out, size, encode)

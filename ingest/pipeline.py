@@ -14,226 +14,24 @@ Stages (each a set of Dask tasks with a progress bar, except where noted):
 6. ``manifest`` (driver) written last, then ``report.json``.
 
 Parallelism is across pairs and shards; SimpleITK runs one thread per task, so results do not
-depend on the number of workers.
+depend on the number of workers. The run's configuration is ``ingest.config.BuildConfig``; one
+pair's register task is ``ingest.pair_task.prepare_pair``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from types import SimpleNamespace
-
-import numpy as np
 
 from ingest import packing, report as report_mod
 from ingest.adapters import load_exams
-from ingest.cache import PairCache, file_fingerprint
-from ingest.pairing import ExamPair, pair_exams
-
-DEFAULT_OUT_SHAPE = (1152, 896)
-
-
-def register_defaults() -> dict:
-    """register_pair's keyword defaults (all but ``threads``), read from its signature so that
-    the cache key follows any change of them."""
-    import inspect
-
-    from ingest import register
-
-    params = inspect.signature(register.register_pair).parameters.values()
-    return {p.name: (list(p.default) if isinstance(p.default, tuple) else p.default)
-            for p in params if p.kind is p.KEYWORD_ONLY and p.name != "threads"}
-
-
-@dataclass
-class RegistrationSettings:
-    transform: str | None = None      # None: register.py's default ("similarity")
-
-    def kwargs(self) -> dict:
-        settings = register_defaults()
-        if self.transform:
-            settings["transform"] = self.transform
-        return settings
-
-
-@dataclass
-class BuildConfig:
-    dataset: str
-    out: str
-    size: int = 96
-    root: str | None = None
-    manifest_csv: str | None = None
-    stride: int | None = None
-    fmt: str = "png"
-    seed: int = 0
-    shard_size: int = 1000
-    max_background: float = 0.5
-    max_border_xor: float = 0.2
-    out_shape: tuple = DEFAULT_OUT_SHAPE
-    quality: dict = field(default_factory=dict)      # thresholds, e.g. {"dice_after": 0.85}
-    registration: RegistrationSettings = field(default_factory=RegistrationSettings)
-    cache_dir: str | None = None
-    patients: int | None = None                      # synthetic only
-    image_size: tuple | None = None                  # synthetic only
-    workers: int | None = None
-    threads_per_worker: int = 1
-    scheduler: str | None = None
-    progress: bool = True
-
-    def thresholds(self) -> dict:
-        """The quality thresholds in force: register.py's defaults updated by ``quality``."""
-        from ingest import register
-
-        return dict(sorted({**register.DEFAULT_THRESHOLDS, **self.quality}.items()))
-
-    @property
-    def effective_stride(self) -> int:
-        return int(self.stride or self.size)
-
-    def cache_params(self) -> dict:
-        """What changes the registered pixels (NOT the tile size: --size 96 and 256 share it)."""
-        return {"out_shape": list(self.out_shape), "registration": self.registration.kwargs(),
-                "normalize": {"voi": "auto", "crop": "none"}}
-
-    def build_params(self) -> dict:
-        """The manifest's params: what changes the shards' bytes (no paths, no worker counts)."""
-        return {"dataset": self.dataset, "size": int(self.size), "stride": self.effective_stride,
-                "format": self.fmt, "seed": int(self.seed), "shard_size": int(self.shard_size),
-                "max_background": float(self.max_background),
-                "max_border_xor": float(self.max_border_xor),
-                "quality": self.thresholds(), **self.cache_params(),
-                **self._synthetic_params()}
-
-    def _synthetic_params(self) -> dict:
-        if self.dataset != "synthetic":
-            return {"patients": None, "image_size": None}
-        from ingest.adapters import synthetic
-
-        return {"patients": int(self.patients or synthetic.DEFAULT_PATIENTS),
-                "image_size": list(self.image_size or synthetic.DEFAULT_IMAGE_SIZE)}
-
-
-# ------------------------------------------------------------------ the register task
-
-
-def pair_inputs(pair: ExamPair) -> dict:
-    """What identifies a pair's inputs (its files and their annotations) for the cache key."""
-    return {side: {**img.to_dict(), "file": file_fingerprint(img.path)}
-            for side, img in (("left", pair.left), ("right", pair.right))}
-
-
-def _roi_boxes(img) -> np.ndarray:
-    return np.array([r.box for r in img.rois], dtype=np.float64).reshape(-1, 4)
-
-
-def _roi_area(img) -> float:
-    b = _roi_boxes(img)
-    return float(((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).sum()) if len(b) else 0.0
-
-
-def prepare_pair(pair: ExamPair, cache: PairCache, settings: RegistrationSettings,
-                 out_shape=DEFAULT_OUT_SHAPE, tiling: dict | None = None) -> dict:
-    """Decode, normalise and register one pair into the cache; a small summary comes back.
-
-    With ``tiling`` (``packing.tile_rows``'s size, stride, max_background, max_border_xor) a
-    newly registered pair is also tiled from the masks still in memory, its index rows returned
-    under ``"tiled"``: the tile stage then only reads the masks of pairs found in the cache.
-    Expected failures (unreadable file, no breast, registration error) come back as
-    ``{"status": "failed", "reason", "detail", "item"}``, never as exceptions.
-    """
-    import pydicom
-
-    from ingest import normalize, register
-
-    clock = report_mod.StageClock()
-    result = {"pair_id": pair.pair_id, "patient": pair.patient, "entry": None, **clock.result()}
-    try:
-        inputs = pair_inputs(pair)
-    except OSError as exc:
-        return {**result, "status": "failed", "reason": "missing file", "detail": str(exc),
-                "item": getattr(exc, "filename", "") or pair.left.path}
-    name = cache.entry_name(pair.pair_id, inputs)
-    result["entry"] = name
-    if cache.has(name):
-        return {**result, "status": "cached", "quality": cache.attrs(name)["quality"]}
-
-    images, norm = {}, {}
-    for side, img in (("left", pair.left), ("right", pair.right)):
-        t = clock.start()
-        try:
-            ds = pydicom.dcmread(img.path)
-            ds.pixel_array  # decode now (cached on ds), so decode and normalise are timed apart
-        except Exception as exc:  # noqa: BLE001 - a bad file is reported, not raised
-            return {**result, "status": "failed", "reason": "unreadable", "item": img.path,
-                    "detail": f"{type(exc).__name__}: {exc}"}
-        clock.add("decode", t)
-        t = clock.start()
-        try:
-            norm[side] = normalize.normalize_dataset(ds, out_shape=tuple(out_shape))
-        except Exception as exc:  # noqa: BLE001
-            return {**result, "status": "failed", "reason": "normalisation failed", "item": img.path,
-                    "detail": f"{type(exc).__name__}: {exc}"}
-        clock.add("normalise", t)
-        images[side] = img
-        del ds
-
-    fixed = register.choose_fixed(bool(pair.left.rois), bool(pair.right.rois),
-                                  _roi_area(pair.left), _roi_area(pair.right))
-    moving = "right" if fixed == "left" else "left"
-    t = clock.start()
-    try:
-        reg = register.register_pair(norm[fixed].pixels, norm[moving].pixels, norm[fixed].mask,
-                                     norm[moving].mask, threads=1, **settings.kwargs())
-    except Exception as exc:  # noqa: BLE001
-        return {**result, "status": "failed", "reason": "registration failed",
-                "item": pair.pair_id, "detail": f"{type(exc).__name__}: {exc}"}
-    clock.add("register", t)
-
-    pixels = {fixed: norm[fixed].pixels, moving: reg.moved}
-    masks = {fixed: norm[fixed].mask, moving: reg.moved_mask}
-    rois = {}
-    for side in ("left", "right"):
-        img = images[side]
-        boxes = norm[side].map_boxes(_roi_boxes(img)) if img.rois else np.zeros((0, 4))
-        if side == moving and len(boxes):
-            boxes = register.map_boxes_to_fixed(reg.transform, boxes)
-        rois[side] = [[round(float(v), 3) for v in box] + [roi.label]
-                      for box, roi in zip(boxes, img.rois)]
-    quality = {k: float(v) for k, v in reg.quality().items()}
-    attrs = {
-        "pair_id": pair.pair_id, "dataset": pair.dataset, "patient": pair.patient,
-        "study": pair.study, "view": pair.view, "registered_side": moving,
-        "source": {"left": pair.left.image_id, "right": pair.right.image_id},
-        "rois": rois,
-        "roi_info": {s: [{"birads": r.birads, "outcome": r.outcome} for r in images[s].rois]
-                     for s in rois},
-        "birads": {"left": pair.left.birads, "right": pair.right.birads},
-        "outcome": pair.left.outcome or pair.right.outcome,
-        "quality": quality, "transform": reg.transform, "bits": 16,
-        "shape": list(norm["left"].pixels.shape),
-        "geometry": {s: norm[s].meta() for s in ("left", "right")},
-    }
-    t = clock.start()
-    cache.write(name, np.stack([pixels["left"], pixels["right"]]),
-                np.stack([masks["left"], masks["right"]]), attrs)
-    clock.add("cache_write", t)
-    if tiling is not None:
-        t = clock.start()
-        stored = json.loads(json.dumps(attrs))   # the values tile_entry would read back
-        result["tiled"] = packing.tile_rows(name, stored, np.stack([masks["left"], masks["right"]]),
-                                            **tiling)
-        clock.add("tile", t)
-    return {**result, "status": "registered", "quality": quality}
-
-
-def check_quality(quality: dict, thresholds: dict) -> tuple[bool, str]:
-    from ingest import register
-
-    return register.passes_quality(SimpleNamespace(**quality), thresholds or None)
+from ingest.cache import PairCache
+from ingest.config import BuildConfig
+from ingest.pair_task import check_quality, prepare_pair
+from ingest.pairing import pair_exams
 
 
 # ------------------------------------------------------------------ Dask plumbing
@@ -307,17 +105,16 @@ def run_stage(client, name: str, func, items, *, progress: bool = True, **kwargs
 
 
 def _register_stage(config: BuildConfig, rep, c, cache: PairCache, pairs,
-                    tiling: dict | None = None) -> list:
+                    tiling=None) -> list:
     """Register (or reuse) every pair; returns the accepted ``(pair, result)`` in pair order."""
     with rep.stage("register"):
         prepared = run_stage(c, "register", prepare_pair, pairs, progress=config.progress,
-                             cache=cache, settings=config.registration,
-                             out_shape=tuple(config.out_shape), tiling=tiling)
+                             cache=cache, params=config.pair_params(), tiling=tiling)
     accepted = []
     for pair, res in zip(pairs, prepared):
         rep.pair_prepared(res)
         if res.get("status") in ("registered", "cached"):
-            ok, why = check_quality(res["quality"], config.thresholds())
+            ok, why = check_quality(res["quality"], config.quality_params())
             if ok:
                 accepted.append((pair, res))
                 rep.pair_used(pair, res)
@@ -374,20 +171,18 @@ def _start(config: BuildConfig, params: dict):
     out.mkdir(parents=True, exist_ok=True)
     packing.retire_old_manifest(out, params)
     cache_root = Path(config.cache_dir) if config.cache_dir else _default_cache_dir()
-    cache = PairCache(cache_root, config.cache_params())
+    cache = PairCache(cache_root, asdict(config.pair_params()))
     cache.clean_temporary()
     return out, cache_root, cache, report_mod.Report(params=params)
 
 
 def build_shards(config: BuildConfig, client=None) -> dict:
     """Run every stage; returns the report (also written to ``<out>/report.json``)."""
-    params = config.build_params()
+    params = asdict(config.pair_set_params())
     out, cache_root, cache, rep = _start(config, params)
     pairs = _exams_and_pairs(config, rep, cache_root)
     with _client_or(client, config) as c:
-        tiling = {"size": int(config.size), "stride": config.effective_stride,
-                  "max_background": float(config.max_background),
-                  "max_border_xor": float(config.max_border_xor)}
+        tiling = config.tile_params()
         accepted = _register_stage(config, rep, c, cache, pairs, tiling)
         # Newly registered pairs come back tiled; only pairs from the cache are tiled here.
         tiled = [res.get("tiled") for _, res in accepted]
@@ -395,7 +190,7 @@ def build_shards(config: BuildConfig, client=None) -> dict:
         with rep.stage("tile"):
             read_back = run_stage(c, "tile", packing.tile_entry,
                                   [accepted[i][1]["entry"] for i in todo],
-                                  progress=config.progress, cache=cache, **tiling)
+                                  progress=config.progress, cache=cache, **asdict(tiling))
         for i, t in zip(todo, read_back):
             tiled[i] = t
         rep.task_seconds(read_back)
@@ -410,9 +205,7 @@ def build_shards(config: BuildConfig, client=None) -> dict:
 
 def build_downstream(config: BuildConfig, task: str, client=None) -> dict:
     """The labelled patch set of one downstream task (patch-level 8:1:1 split)."""
-    params = {**config.build_params(), "task": task}
-    for key in ("stride", "max_border_xor"):
-        params.pop(key, None)
+    params = asdict(config.patch_set_params(task))
     out, cache_root, cache, rep = _start(config, params)
     pairs = _exams_and_pairs(config, rep, cache_root)
     with _client_or(client, config) as c:

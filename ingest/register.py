@@ -35,12 +35,13 @@ pipeline therefore registers each pair on one thread and parallelises across pai
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
 
 from ingest.geometry import as_boxes
+from ingest.params import QualityParams, RegisterParams
 
 
 @dataclass
@@ -58,13 +59,6 @@ class Registration:
     def quality(self) -> dict:
         return {"dice_before": self.dice_before, "dice_after": self.dice_after,
                 "ncc_after": self.ncc_after, "metric": self.metric, "seconds": self.seconds}
-
-
-DEFAULT_THRESHOLDS = {"dice_after": 0.85, "ncc_after": 0.3}
-# register_pair's defaults, for callers that record or override them (the cache key, the CLI).
-DEFAULTS = {"transform": "similarity", "shrink": (16, 8), "sampling": 1.0, "iterations": 200,
-            "metric_margin": 0.08, "seed": 0, "band": (12.0, 60.0), "metric": "correlation",
-            "band_refine": 1}
 
 
 # ---------------------------------------------------------------- small helpers
@@ -177,7 +171,7 @@ def choose_fixed(left_has_rois, right_has_rois, left_roi_area: float = 0.0,
 
 def passes_quality(reg: Registration, thresholds: dict | None = None) -> tuple[bool, str]:
     """``(ok, reason)``: a pair below any threshold is reported, not silently used."""
-    thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    thresholds = {**asdict(QualityParams()), **(thresholds or {})}
     for name, minimum in thresholds.items():
         value = getattr(reg, name)
         if not np.isfinite(value) or value < minimum:
@@ -223,13 +217,20 @@ TRANSFORMS = {"rigid": sitk.Euler2DTransform, "similarity": sitk.Similarity2DTra
 
 
 def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
-                  moving_mask: np.ndarray, *, transform: str = "similarity", shrink=(16, 8),
-                  sampling: float = 1.0, iterations: int = 200, bins: int = 32,
-                  learning_rate: float = 1.0, min_step: float = 1e-4, seed: int = 0,
-                  metric_margin: float = 0.08, band=(12.0, 60.0), metric: str = "correlation",
-                  band_refine: int = 1, initial: dict | None = None,
+                  moving_mask: np.ndarray, *, transform: str = RegisterParams.transform,
+                  shrink=RegisterParams.shrink, sampling: float = RegisterParams.sampling,
+                  iterations: int = RegisterParams.iterations, bins: int = RegisterParams.bins,
+                  learning_rate: float = RegisterParams.learning_rate,
+                  min_step: float = RegisterParams.min_step, seed: int = RegisterParams.seed,
+                  metric_margin: float = RegisterParams.metric_margin, band=RegisterParams.band,
+                  metric: str = RegisterParams.metric,
+                  band_refine: int = RegisterParams.band_refine,
+                  initial: dict | None = RegisterParams.initial,
                   threads: int | None = 1) -> Registration:
     """Register ``moving`` onto ``fixed``; see the module docstring for the method.
+
+    The keyword arguments but ``threads`` are the fields of ``ingest.params.RegisterParams``
+    (``register_pair(..., **asdict(params))``), whose defaults they take.
 
     ``transform``: "similarity" (rotation, one scale, shift: what positioning does), "rigid" or
     "affine";

@@ -142,12 +142,13 @@ def truth_check(left, right, truth: dict, margin: float = 0.08) -> dict:
     differ between the sides)."""
     from scipy import ndimage
 
-    from ingest.register import DEFAULTS, band_pass, dice, ncc
+    from ingest.params import RegisterParams
+    from ingest.register import band_pass, dice, ncc
 
     identity = transform_to_dict(sitk.AffineTransform(2))
     steps = max(1, round(margin * left.mask.shape[0]))
     inner = ndimage.binary_erosion(left.mask, iterations=steps)
-    low, high = DEFAULTS["band"]
+    low, high = RegisterParams.band
     tissue = band_pass(left.pixels, left.mask, low, high)
     out = {}
     for name, tx in (("truth", truth), ("identity", identity)):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import BuildConfig, build_shards
+from ingest.config import BuildConfig
+from ingest.pipeline import build_shards
 from shards.manifest import content_digest, read_manifest
 
 OUT_SHAPE = (192, 160)

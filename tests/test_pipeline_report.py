@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from ingest.pipeline import BuildConfig, build_shards
+from ingest.config import BuildConfig
+from ingest.pipeline import build_shards
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ingest.adapters.table import ExamImage, ExamTable, Skip
-from ingest.cache import PairCache, TileReader
+from ingest.cache import PairCache, PairRecord, TileReader
 from ingest.packing import INDEX_COLUMNS, build_index, plan_shards, remove_stale_shards
 from ingest.pairing import pair_exams
 from ingest.report import Report
@@ -61,6 +61,23 @@ def test_cache_write_failure_leaves_nothing(tmp_path):
         cache.write("bad", np.zeros((2, 8, 8), np.uint16), np.zeros((2, 8, 8), bool),
                     {"not json": object()})
     assert not cache.has("bad") and list(cache.root.iterdir()) == []
+
+
+def test_pair_record_round_trip(tmp_path):
+    cache = PairCache(tmp_path, {})
+    record = PairRecord(
+        pair_id="p_1_CC", dataset="d", patient="p", study="1", view="CC", registered_side="right",
+        source={"left": "a", "right": "b"}, rois={"left": [[1.5, 2, 30, 40, "mass"]], "right": []},
+        quality={"dice_after": 0.9}, transform={"type": "Euler2DTransform"}, shape=(8, 8),
+        geometry={}, roi_info={"left": [{"birads": None, "outcome": "benign"}], "right": []},
+        birads={"left": "4", "right": "1"}, outcome=None)
+    cache.write_record("e", np.zeros((2, 8, 8), np.uint16), np.zeros((2, 8, 8), bool), record)
+    back = cache.record("e")
+    assert back == PairRecord.from_attrs(record.to_attrs()) and back.shape == [8, 8]
+    assert cache.attrs("e")["pair_id"] == "p_1_CC" and back.bits == 16
+    # An ROI without its own BI-RADS takes its breast's; the outcome is the ROI's own.
+    assert back.labelled_rois("left") == [{"box": [1.5, 2, 30, 40], "label": "mass",
+                                           "birads": "4", "outcome": "benign"}]
 
 
 def _index(pairs=3, tiles=20, patients=("p0", "p1", "p2")):

@@ -107,17 +107,22 @@ def test_bench_command_runs(capsys):
     assert rows[0]["speedup"] == 1.0 and rows[1]["seconds"] > 0
 
 
-def test_defaults_match_signature():
+def test_defaults_come_from_register_params():
+    """Every setting of register_pair but ``threads`` is a RegisterParams field with its default,
+    so the cache key (asdict of RegisterParams) covers all of them."""
+    import dataclasses
     import inspect
 
-    params = inspect.signature(rg.register_pair).parameters
-    for name, value in rg.DEFAULTS.items():
-        assert params[name].default == value, name
+    from ingest.params import RegisterParams
+
+    params = {name: p.default for name, p in inspect.signature(rg.register_pair).parameters.items()
+              if p.kind is p.KEYWORD_ONLY and name != "threads"}
+    assert params == dataclasses.asdict(RegisterParams())
 
 
 # Generated exams at a quarter of 1152x896 (fast); the pyramid and the band-pass scale with the
-# image (register.DEFAULTS are sized for 1152x896), and so do pixel errors: 1 px at full size is
-# 0.25 px here.
+# image (the RegisterParams defaults are sized for 1152x896), and so do pixel errors: 1 px at
+# full size is 0.25 px here.
 SMALL = (288, 224)
 QUARTER = dict(shrink=(4, 2), band=(3.0, 15.0))
 
@@ -149,14 +154,6 @@ def test_generated_exams_left_right(small_exam_errors):
     previous = float(np.median(small_exam_errors["previous"]))
     assert default <= 2.5, small_exam_errors
     assert previous >= 3 * default, small_exam_errors
-
-
-@pytest.mark.xfail(strict=True, reason="left/right generated pairs share only their low "
-                   "frequencies: about 5-6 px median corner error at 1152x896 is the floor "
-                   "(the metric's own optimum, see docs/ingest-pixels.md)")
-def test_generated_exams_left_right_acceptance(small_exam_errors):
-    """The acceptance figure (<= 1 px at 1152x896, 0.25 px here) on left/right pairs."""
-    assert float(np.median(small_exam_errors["default"])) <= 0.25, small_exam_errors
 
 
 def test_generated_breast_repositioned_at_full_size():
@@ -194,3 +191,7 @@ def test_bench_exam_report_sets_side_by_side(capsys):
     assert rows["positioning-only"]["default"]["corner_px"] < rows["realistic"]["default"]["corner_px"]
     out = capsys.readouterr().out
     assert "truth check, positioning-only" in out and "truth check, realistic" in out
+    # The acceptance figure is printed, not asserted: the realistic pairs do not meet it today.
+    line = next(s for s in out.splitlines() if s.startswith("acceptance, default"))
+    assert "positioning-only" in line and "realistic" in line
+    assert f"{rows['realistic']['default']['corner_px']:.2f} px" in line

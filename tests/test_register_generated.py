@@ -3,6 +3,7 @@ known positioning: DICOM files written by ``ingest.synth`` (``pair_variation="po
 read back with pydicom, normalised by ``ingest.normalize`` and registered with the defaults. The
 acceptance criterion: median corner error <= 1 px at 1152x896 over the CC and MLO pairs."""
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pydicom
@@ -10,6 +11,7 @@ import pytest
 
 from ingest import register as rg
 from ingest.normalize import normalize_dataset
+from ingest.params import RegisterParams
 from ingest.register_truth import truth_check, truth_transform
 from ingest.synth import generate
 from ingest.synth.positioning import pair_matrix
@@ -53,7 +55,8 @@ def test_median_corner_error_at_most_one_pixel(exam_pairs):
     """Acceptance: median corner error <= 1 px at 1152x896 through DICOM and normalisation."""
     errors = []
     for left, right, truth in exam_pairs:
-        reg = rg.register_pair(left.pixels, right.pixels, left.mask, right.mask, **rg.DEFAULTS)
+        reg = rg.register_pair(left.pixels, right.pixels, left.mask, right.mask,
+                               **asdict(RegisterParams()))
         assert reg.transform["type"] == "Similarity2DTransform"
         assert rg.passes_quality(reg)[0], reg.quality()
         errors.append(rg.corner_error(reg.transform, truth, FULL))
