@@ -52,6 +52,9 @@ def _common(p) -> None:
     data.add_argument("--image-size", type=shape_arg, metavar="HxW",
                       help="synthetic: generated image size "
                            f"(default {_hxw(synthetic.DEFAULT_IMAGE_SIZE)})")
+    data.add_argument("--lesion-fraction", type=fraction, default=None, metavar="F",
+                      help="synthetic: share of patients with a lesion "
+                           f"(default {synthetic.DEFAULT_LESION_FRACTION})")
     data.add_argument("--cache-dir", help="cache folder for the synthetic dataset and the "
                       "registered pairs (default $MAMMO_PAIRS_CACHE or ~/.cache/mammo-pairs)")
 
@@ -136,7 +139,8 @@ def config_from_args(args) -> BuildConfig:
         shard_size=args.shard_size, out_shape=tuple(args.out_shape), quality=quality,
         registration=RegisterParams(**({"transform": args.transform} if args.transform else {})),
         cache_dir=args.cache_dir,
-        patients=args.patients, image_size=args.image_size, workers=args.workers,
+        patients=args.patients, image_size=args.image_size,
+        lesion_fraction=args.lesion_fraction, workers=args.workers,
         threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
         progress=not args.quiet, **extra)
 

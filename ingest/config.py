@@ -33,6 +33,7 @@ class BuildConfig:
     cache_dir: str | None = None
     patients: int | None = None                      # synthetic only
     image_size: tuple | None = None                  # synthetic only
+    lesion_fraction: float | None = None             # synthetic only (None: the generator's)
     workers: int | None = None
     threads_per_worker: int = 1
     scheduler: str | None = None
@@ -72,8 +73,11 @@ class BuildConfig:
 
     def _synthetic_params(self) -> dict:
         if self.dataset != "synthetic":
-            return {"patients": None, "image_size": None}
+            return {"patients": None, "image_size": None, "lesion_fraction": None}
         from ingest.adapters import synthetic
 
+        fraction = synthetic.DEFAULT_LESION_FRACTION if self.lesion_fraction is None \
+            else self.lesion_fraction
         return {"patients": int(self.patients or synthetic.DEFAULT_PATIENTS),
-                "image_size": tuple(self.image_size or synthetic.DEFAULT_IMAGE_SIZE)}
+                "image_size": tuple(self.image_size or synthetic.DEFAULT_IMAGE_SIZE),
+                "lesion_fraction": float(fraction)}

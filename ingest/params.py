@@ -88,8 +88,9 @@ class ShardParams:
 
 @dataclass(frozen=True)
 class SetParams:
-    """The manifest's ``params`` shared by both kinds of shard set. ``patients`` and
-    ``image_size`` are the synthetic generator's (None for other datasets)."""
+    """The manifest's ``params`` shared by both kinds of shard set. ``patients``,
+    ``image_size`` and ``lesion_fraction`` are the synthetic generator's (None for other
+    datasets)."""
 
     dataset: str
     size: int
@@ -103,6 +104,7 @@ class SetParams:
     normalize: NormalizeParams
     patients: int | None
     image_size: tuple | None
+    lesion_fraction: float | None
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ def _exams_and_pairs(config: BuildConfig, rep, cache_root: Path):
         table = load_exams(config.dataset, config.root, manifest=config.manifest_csv,
                            cache_dir=cache_root, patients=config.patients, seed=0,
                            image_size=config.image_size,
+                           lesion_fraction=config.lesion_fraction,
                            workers=config.workers or os.cpu_count() or 1)
     rep.exams(table)
     with rep.stage("pairs"):
