@@ -1,4 +1,5 @@
-"""The two on-disk layouts: VinDr-Mammo and OPTIMAM (OMI-DB).
+"""The on-disk layouts: VinDr-Mammo and OPTIMAM (OMI-DB) here; CBIS-DDSM and RSNA in their own
+modules (``layout_cbis``, ``layout_rsna``).
 
 A layout names the files and ids of a patient (``ids``), writes its images and per-patient
 files (``write_image``, ``finish_patient``, run in worker processes) and the dataset-wide tables
@@ -217,4 +218,12 @@ class OptimamLayout:
         return None
 
 
-LAYOUTS = {"vindr": VindrLayout(), "optimam": OptimamLayout()}
+def _registry() -> dict:
+    from .layout_cbis import CbisDdsmLayout
+    from .layout_rsna import RsnaLayout
+
+    return {"vindr": VindrLayout(), "optimam": OptimamLayout(), "cbis-ddsm": CbisDdsmLayout(),
+            "rsna": RsnaLayout()}
+
+
+LAYOUTS = _registry()
