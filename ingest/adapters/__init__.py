@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ingest.adapters.table import ExamImage, ExamTable, Roi, Skip, normalise_birads
 
-DATASETS = ("synthetic", "vindr", "optimam", "dicom")
+DATASETS = ("synthetic", "vindr", "optimam", "dicom", "cbis-ddsm", "rsna")
 
 __all__ = ["DATASETS", "ExamImage", "ExamTable", "Roi", "Skip", "load_exams", "normalise_birads"]
 
@@ -16,7 +16,7 @@ def load_exams(dataset: str, root=None, *, manifest=None, cache_dir=None, patien
                seed: int = 0, image_size=None, workers: int = 1) -> ExamTable:
     """The exam table of ``dataset``.
 
-    ``root``: the dataset folder (vindr, optimam, dicom). ``manifest``: CSV for ``dicom``.
+    ``root``: the dataset folder (vindr, optimam, dicom, cbis-ddsm, rsna). ``manifest``: CSV for ``dicom``.
     ``cache_dir``, ``patients``, ``seed``, ``image_size``, ``workers``: the synthetic dataset's
     cache folder and generation parameters (``patients``/``image_size`` None = defaults).
     """
@@ -41,6 +41,14 @@ def load_exams(dataset: str, root=None, *, manifest=None, cache_dir=None, patien
         from ingest.adapters import optimam
 
         return optimam.load(root)
+    if dataset == "cbis-ddsm":
+        from ingest.adapters import cbis_ddsm
+
+        return cbis_ddsm.load(root, workers=workers)
+    if dataset == "rsna":
+        from ingest.adapters import rsna
+
+        return rsna.load(root)
     from ingest.adapters import dicom_folder
 
     return dicom_folder.load(root, manifest=manifest)

@@ -1,0 +1,195 @@
+"""The CBIS-DDSM and RSNA adapters on generated copies of their published layouts."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from ingest.adapters import load_exams
+from ingest.pairing import pair_exams
+
+SIZE = (256, 192)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    from ingest.synth import generate
+
+    root = tmp_path_factory.mktemp("real-layouts")
+    out = {}
+    # Seeds chosen for their content: CBIS-DDSM with benign and malignant findings and
+    # lesion-free patients; RSNA with extra views (LM, LMO) and a repeated CC.
+    for layout, seed in (("cbis-ddsm", 1), ("rsna", 19)):
+        generate(layout=layout, patients=5, out=str(root / layout), seed=seed, image_size=SIZE,
+                 lesion_fraction=0.6, progress=False)
+        with open(root / layout / "ground_truth.json") as f:
+            out[layout] = (root / layout, json.load(f)["images"])
+    return out
+
+
+def dicoms(root: Path, under: str = "") -> list[Path]:
+    return sorted((root / under).rglob("*.dcm"))
+
+
+# ---------------------------------------------------------------- CBIS-DDSM
+
+
+def test_cbis_every_image_used_and_matches_truth(generated):
+    root, truth = generated["cbis-ddsm"]
+    table = load_exams("cbis-ddsm", root)
+    assert table.skipped == []
+    full_images = [p for p in dicoms(root) if "full mammogram" in str(p)]
+    assert len(table.images) == len(full_images) == len(truth)
+    by_id = {img.image_id: img for img in table.images}
+    for gt in truth:
+        img = by_id[gt["image_id"]]          # the folder name
+        assert img.path.endswith(gt["path"])
+        assert (img.patient, img.study) == (gt["patient"], gt["patient"])
+        assert (img.laterality, img.view) == (gt["laterality"], gt["view"])
+        # ROI boxes from the masks are the generator's lesion boxes, to the pixel.
+        assert [r.box for r in img.rois] == [tuple(float(v) for v in les["box"])
+                                             for les in gt["lesions"]]
+        for roi, les in zip(img.rois, gt["lesions"]):
+            assert roi.outcome == les["outcome"].capitalize()
+            assert roi.birads == str(les["birads"])
+            assert roi.label == {"mass": "Mass", "calcification": "Calcification"}[les["type"]]
+        assert img.outcome == (gt["lesions"][0]["outcome"].capitalize() if gt["lesions"] else None)
+    assert {r.outcome for img in table.images for r in img.rois} == {"Benign", "Malignant"}
+    assert any(not img.rois for img in table.images), "images no CSV lists are used too"
+
+
+def test_cbis_four_images_of_a_patient_form_two_pairs(generated):
+    root, truth = generated["cbis-ddsm"]
+    pairs, unpaired = pair_exams(load_exams("cbis-ddsm", root))
+    assert unpaired == []
+    patients = {gt["patient"] for gt in truth}
+    assert len(pairs) == 2 * len(patients)
+    for patient in patients:
+        mine = [p for p in pairs if p.patient == patient]
+        assert sorted(p.view for p in mine) == ["CC", "MLO"]
+        assert all(p.left.laterality == "L" and p.right.laterality == "R" for p in mine)
+        # Four separate DICOM studies make one exam.
+        uids = {pydicom.dcmread(i.path, stop_before_pixels=True).StudyInstanceUID
+                for p in mine for i in (p.left, p.right)}
+        assert len(uids) == 4
+
+
+def test_cbis_files_look_like_the_real_ones(generated):
+    root, truth = generated["cbis-ddsm"]
+    ds = pydicom.dcmread(root / truth[0]["path"])
+    assert ds.PhotometricInterpretation == "MONOCHROME2" and ds.BitsStored == 16
+    assert ds.pixel_array.dtype == np.uint16 and ds.pixel_array.max() > 4095
+    for tag in ("ImageLaterality", "Laterality", "ViewPosition", "ViewCodeSequence"):
+        assert tag not in ds
+    assert ds.PatientID == truth[0]["image_id"]
+    rows = []
+    for name in ("mass_case_description_train_set.csv", "calc_case_description_train_set.csv",
+                 "mass_case_description_test_set.csv", "calc_case_description_test_set.csv"):
+        with open(root / name, newline="") as f:
+            rows += list(csv.DictReader(f))
+    assert len(rows) == sum(len(gt["lesions"]) for gt in truth)
+    # The published paths do not match the folders on disk; the mask path ends in a newline.
+    assert all(not (root / r["image file path"]).exists() for r in rows)
+    assert all(r["ROI mask file path"].endswith("\n") for r in rows)
+
+
+def test_cbis_rejects_with_reasons(generated, tmp_path):
+    root, truth = generated["cbis-ddsm"]
+    copy = tmp_path / "cbis"
+    shutil.copytree(root, copy)
+    images = copy / "CBIS-DDSM"
+    lesions = [gt for gt in truth if gt["lesions"]]
+    # 1. an abnormality whose ROI mask is gone: its image is rejected, not used as normal
+    no_mask = lesions[0]
+    for f in (copy / no_mask["roi_files"][0]["mask"]).parent.glob("*.dcm"):
+        if pydicom.dcmread(f).SeriesDescription == "ROI mask images":
+            f.unlink()
+    # 2. an image the CSV lists, missing on disk
+    gone = lesions[1]
+    shutil.rmtree(images / gone["image_id"])
+    # 3. a DICOM outside any CBIS-DDSM folder
+    shutil.copy(copy / truth[0]["path"], copy / "stray.dcm")
+    # 4. the same image under a second folder name (a mass and a calcification of one breast)
+    normal = next(gt for gt in truth if not gt["lesions"])
+    twin = "Calc-Training" if normal["image_id"].startswith("Mass") else "Mass-Training"
+    twin_name = twin + normal["image_id"][normal["image_id"].index("_"):]
+    shutil.copytree(images / normal["image_id"], images / twin_name)
+    table = load_exams("cbis-ddsm", copy)
+    reasons = {s.reason: s for s in table.skipped}
+    assert sorted(reasons) == ["ROI mask unusable", "duplicate image", "missing file",
+                               "unrecognised folder"]
+    assert reasons["ROI mask unusable"].item.endswith(no_mask["path"])
+    assert reasons["missing file"].item == gone["image_id"]
+    assert reasons["unrecognised folder"].item.endswith("stray.dcm")
+    assert min(normal["image_id"], twin_name) in reasons["duplicate image"].detail
+    assert len(table.images) == len(truth) - 2
+    assert table.read == len(truth) + 2        # every DICOM image on disk, plus the listed one
+
+
+def test_cbis_needs_case_csvs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="case_description"):
+        load_exams("cbis-ddsm", tmp_path)
+
+
+# ---------------------------------------------------------------- RSNA
+
+
+def test_rsna_every_image_used_or_rejected(generated):
+    root, truth = generated["rsna"]
+    table = load_exams("rsna", root)
+    with open(root / "train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert table.read == len(rows) == len(dicoms(root, "train_images"))
+    extras = [e for gt in truth for e in gt["extra_images"]]
+    odd = sorted(e["view"] for e in extras if e["view"] != "CC")
+    assert odd, "the fixture should hold views other than CC and MLO"
+    assert sorted(s.reason for s in table.skipped) == ["unknown view"] * len(odd)
+    assert sorted(s.detail.split("'")[1] for s in table.skipped) == odd
+    by_id = {img.image_id: img for img in table.images}
+    for gt in truth:
+        img = by_id[gt["image_id"]]
+        assert (img.patient, img.laterality, img.view) == (gt["patient"], gt["laterality"], gt["view"])
+        assert img.rois == ()
+        lesion = gt["lesions"][0]["outcome"] if gt["lesions"] else None
+        assert img.outcome == {"malignant": "Malignant", "benign": "Benign", None: "Normal"}[lesion]
+
+
+def test_rsna_pairs_and_repeats(generated):
+    root, truth = generated["rsna"]
+    pairs, unpaired = pair_exams(load_exams("rsna", root))
+    repeats = [e for gt in truth for e in gt["extra_images"] if e["view"] == "CC"]
+    assert repeats, "the fixture should hold a repeated CC"
+    assert [s.reason for s in unpaired] == ["duplicate image"] * len(repeats)
+    patients = {gt["patient"] for gt in truth}
+    assert len(pairs) == 2 * len(patients)
+    assert all(sorted(p.view for p in pairs if p.patient == pt) == ["CC", "MLO"] for pt in patients)
+
+
+def test_rsna_headers_carry_no_side_or_view(generated):
+    root, truth = generated["rsna"]
+    ds = pydicom.dcmread(root / truth[0]["path"], stop_before_pixels=True)
+    for tag in ("ImageLaterality", "ViewPosition", "ViewCodeSequence", "PatientOrientation"):
+        assert tag not in ds
+    assert ds.PatientID == truth[0]["patient"]
+
+
+def test_rsna_reports_unlisted_and_missing_files(generated, tmp_path):
+    root, truth = generated["rsna"]
+    copy = tmp_path / "rsna"
+    shutil.copytree(root, copy)
+    (copy / truth[0]["path"]).unlink()
+    shutil.copy(copy / truth[1]["path"], copy / "train_images" / truth[1]["patient"] / "999.dcm")
+    table = load_exams("rsna", copy)
+    reasons = {s.reason: s.item for s in table.skipped}
+    assert reasons["missing file"].endswith(truth[0]["path"])
+    assert reasons["not in train.csv"].endswith("999.dcm")
+
+
+def test_rsna_needs_train_csv(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train.csv"):
+        load_exams("rsna", tmp_path)
