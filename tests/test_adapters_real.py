@@ -193,3 +193,59 @@ def test_rsna_reports_unlisted_and_missing_files(generated, tmp_path):
 def test_rsna_needs_train_csv(tmp_path):
     with pytest.raises(FileNotFoundError, match="train.csv"):
         load_exams("rsna", tmp_path)
+
+
+# ---------------------------------------------------------------- through the build commands
+
+
+@pytest.fixture(scope="module")
+def pair_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("pair-cache")
+
+
+def build_args(command, layout, root, out, cache, *extra):
+    return [command, "--dataset", layout, "--root", str(root), "--size", "48", "--out", str(out),
+            "--out-shape", "160x128", "--cache-dir", str(cache), "--workers", "1",
+            "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("layout", ["cbis-ddsm", "rsna"])
+def test_build_shards_on_generated_layouts(generated, pair_cache, tmp_path, layout):
+    from ingest.cli import main
+
+    root, truth = generated[layout]
+    out = tmp_path / "shards"
+    assert main(build_args("build-shards", layout, root, out, pair_cache)) == 0
+    report = json.loads((out / "report.json").read_text())
+    patients = {gt["patient"] for gt in truth}
+    assert report["pairs"]["formed"] == 2 * len(patients)
+    assert report["samples"]["total"] > 0
+    images = report["images"]     # read = used + rejected, each rejection with its reason
+    assert images["read"] == images["used"] + images["rejected"] == len(dicoms(root)) - sum(
+        2 * len(gt.get("roi_files", [])) for gt in truth)
+    assert images["used"] == 2 * report["pairs"]["used"] > 0
+    if layout == "rsna":
+        assert {"unknown view", "duplicate image"} <= set(images["reasons"])
+
+
+def test_build_downstream_outcome_on_cbis(generated, pair_cache, tmp_path):
+    from ingest.cli import main
+    from shards.samples import iter_samples
+    from shards.schema import decode_patch
+
+    root, truth = generated["cbis-ddsm"]
+    out = tmp_path / "outcome"
+    assert main(build_args("build-downstream", "cbis-ddsm", root, out, pair_cache,
+                           "--task", "outcome")) == 0
+    names = {decode_patch(s).meta["label_name"] for tar in sorted(out.glob("*.tar"))
+             for s in iter_samples(str(tar))}
+    assert {"benign", "malignant"} <= names
+
+
+def test_build_downstream_refuses_rsna(generated, tmp_path, capsys):
+    from ingest.cli import main
+
+    root, _ = generated["rsna"]
+    assert main(build_args("build-downstream", "rsna", root, tmp_path / "x", tmp_path,
+                           "--task", "outcome")) == 2
+    assert "no ROIs" in capsys.readouterr().err
