@@ -26,6 +26,7 @@ from shards import publish
 
 from . import dicom_writer
 from .exam import PatientPlan, RenderedImage, rng_for
+from .files import atomic_write_text, csv_text
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 SIDE_WORD = {"L": "LEFT", "R": "RIGHT"}
@@ -192,8 +193,6 @@ class CbisDdsmLayout:
         return None
 
     def write_tables(self, out: Path, images: list[dict]) -> None:
-        from .layouts import atomic_write_text, csv_text
-
         tables = {name: [] for name in CSV_NAMES.values()}
         for im in images:
             for name, row in im["table_rows"]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import dicom_writer
 from .exam import PatientPlan, RenderedImage, rng_for
+from .files import atomic_write_text, csv_text
 
 COLUMNS = ["site_id", "patient_id", "image_id", "laterality", "view", "age", "cancer", "biopsy",
            "invasive", "BIRADS", "implant", "density", "machine_id", "difficult_negative_case"]
@@ -89,7 +90,5 @@ class RsnaLayout:
         return None
 
     def write_tables(self, out: Path, images: list[dict]) -> None:
-        from .layouts import atomic_write_text, csv_text
-
         rows = [row for im in images for row in im["table_rows"]]
         atomic_write_text(out / "train.csv", csv_text(COLUMNS, rows))
