@@ -36,6 +36,23 @@ def dicoms(root: Path, under: str = "") -> list[Path]:
     return sorted((root / under).rglob("*.dcm"))
 
 
+@pytest.mark.parametrize("layout", ["cbis-ddsm", "rsna"])
+def test_synth_command_writes_the_layout_deterministically(tmp_path, layout):
+    from ingest.cli import main
+    from ingest.synth import generate
+
+    args = ["synth", "--layout", layout, "--patients", "3", "--seed", "4", "--image-size", "128",
+            "96", "--lesion-fraction", "1", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--workers", "2",
+                 "--preview", str(tmp_path / "sheet.png")]) == 0
+    generate(layout=layout, patients=3, out=str(tmp_path / "b"), seed=4, image_size=(128, 96),
+             lesion_fraction=1.0, workers=1, progress=False)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) > 12 and (tmp_path / "sheet.png").stat().st_size > 0
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
 # ---------------------------------------------------------------- CBIS-DDSM
 
 

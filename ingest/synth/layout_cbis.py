@@ -11,7 +11,8 @@ the last one ends with a newline, as in the real files.
 
 Images are scanned film: MONOCHROME2, 16 bits stored, a minimal header (no laterality, no view,
 the folder name as the patient id). The layout rewrites the rendered image's record to what it
-stored (photometric, bits, no padding or window), so ``ground_truth.json`` describes the files.
+stored (photometric, bits, no padding, the display window carried over to the film's values)
+and puts the film in its pixels, so ``ground_truth.json`` and the preview describe the files.
 Each patient has one study (``one_study``).
 """
 from __future__ import annotations
@@ -143,9 +144,15 @@ class CbisDdsmLayout:
         film = to_film(img.pixels, rec)
         rel = f"{IMAGES_DIR}/{folder}/{_series_dir(date, uids['study'], 1, 'full mammogram images', uids['series'])}/1-1.dcm"
         write_film(out / rel, film_header(folder, uids, date, film.shape, 16, "full mammogram images"), film)
-        # What the file holds, not what the detector gave.
+        # The record and the image describe what the file holds, not what the detector gave
+        # (the preview reads both); the display window follows the values into the film.
+        top = 2 ** int(rec["bits_stored"]) - 1
+        center = top - rec["window_center"] if rec["photometric"] == "MONOCHROME1" else rec["window_center"]
         rec.update({"photometric": "MONOCHROME2", "bits_stored": 16, "padding_value": None,
-                    "window_center": None, "window_width": None, "voi_lut_function": "LINEAR"})
+                    "window_center": round(center * 65535 / top, 1),
+                    "window_width": round(rec["window_width"] * 65535 / top, 1),
+                    "voi_lut_function": "LINEAR"})
+        img.pixels = film
         rows, rois = [], []
         for n, les in enumerate(rec["lesions"], start=1):
             roi_folder = f"{folder}_{n}"
