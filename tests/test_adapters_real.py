@@ -195,6 +195,27 @@ def test_rsna_headers_carry_no_side_or_view(generated):
     assert ds.PatientID == truth[0]["patient"]
 
 
+def test_rsna_site_2_files_are_jpeg2000_and_decode_exactly(generated):
+    from ingest.synth import render_image
+    from ingest.synth.exam import plan_patient
+
+    root, truth = generated["rsna"]
+    with open(root / "train.csv", newline="") as f:
+        site = {r["image_id"]: r["site_id"] for r in csv.DictReader(f)}
+    compressed = []
+    for gt in truth:
+        syntax = pydicom.dcmread(root / gt["path"], stop_before_pixels=True).file_meta.TransferSyntaxUID
+        assert syntax.is_compressed == (site[gt["image_id"]] == "2")
+        if syntax.is_compressed:
+            assert syntax == pydicom.uid.JPEG2000Lossless
+            compressed.append(gt)
+    assert 0 < len(compressed) < len(truth), "the fixture should hold both sites"
+    gt = compressed[0]
+    plan = plan_patient(19, gt["patient_index"], "rsna", SIZE, 0.6, (1, 1))
+    expected = render_image(plan, 0, gt["laterality"], gt["view"]).pixels
+    assert np.array_equal(pydicom.dcmread(root / gt["path"]).pixel_array, expected)
+
+
 def test_rsna_reports_unlisted_and_missing_files(generated, tmp_path):
     root, truth = generated["rsna"]
     copy = tmp_path / "rsna"

@@ -9,10 +9,24 @@ tags fails). Labels are per breast: cancer, biopsy and invasive on the lesion's 
 view other than CC and MLO (AT, ML, LM, LMO) or a repeated CC, as the real set has: the extra
 image is a copy of the patient's L or R CC under its own image id, listed in ground truth under
 ``extra_images`` of the image it copies. Each patient has one study (``one_study``).
+
+The real set's files are compressed (JPEG 2000 lossless or JPEG lossless). Site 2's images here
+are JPEG 2000 lossless (encoded with Pillow's OpenJPEG, decoded by pydicom through Pillow), so
+the decode path of compressed files is exercised; site 1's are uncompressed (no encoder for
+lossless JPEG is at hand).
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless, PYDICOM_IMPLEMENTATION_UID
+
+from shards import publish
 
 from . import dicom_writer
 from .exam import PatientPlan, RenderedImage, rng_for
@@ -24,6 +38,25 @@ MACHINES = (21, 29, 48, 49, 93, 170, 190, 197, 210, 216)
 EXTRA_VIEWS = ("AT", "ML", "LM", "LMO", "CC")      # CC: a repeated acquisition
 SIDE_VIEW_TAGS = ("ViewPosition", "ImageLaterality", "ViewCodeSequence", "PatientOrientation",
                   "SeriesDescription")
+
+
+def write_j2k(path: Path, ds, pixels: np.ndarray) -> None:
+    """Attach ``pixels`` (uint16) to ``ds`` as JPEG 2000 lossless and write it atomically."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint16)).save(
+        buf, format="JPEG2000", irreversible=False, no_jp2=True)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = JPEG2000Lossless
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta = meta
+    ds.LossyImageCompression = "00"
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with publish.atomic_open(path, "wb", fsync_dir=False) as fh:
+        ds.save_as(fh, enforce_file_format=True)
 
 
 class RsnaLayout:
@@ -54,7 +87,10 @@ class RsnaLayout:
         ds = dicom_writer.header(rec, uids, plan.device, plan.age, plan.studies[study].date)
         for tag in SIDE_VIEW_TAGS:
             delattr(ds, tag)
-        dicom_writer.write_dicom(out / rel, ds, img.pixels)
+        if ids["site_id"] == 2:
+            write_j2k(out / rel, ds, img.pixels)
+        else:
+            dicom_writer.write_dicom(out / rel, ds, img.pixels)
         return rel
 
     def _row(self, plan, ids, image_id: int, lat: str, view: str) -> dict:
