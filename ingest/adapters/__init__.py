@@ -16,7 +16,7 @@ def load_exams(dataset: str, root=None, *, manifest=None, cache_dir=None, patien
                seed: int = 0, image_size=None, workers: int = 1) -> ExamTable:
     """The exam table of ``dataset``.
 
-    ``root``: the dataset folder (vindr, optimam, dicom, cbis-ddsm, rsna). ``manifest``: CSV for ``dicom``.
+    ``root``: the dataset folder (vindr, optimam, dicom). ``manifest``: CSV for ``dicom``.
     ``cache_dir``, ``patients``, ``seed``, ``image_size``, ``workers``: the synthetic dataset's
     cache folder and generation parameters (``patients``/``image_size`` None = defaults).
     """
