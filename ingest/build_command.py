@@ -11,7 +11,9 @@ from ingest.params import QualityParams, RegisterParams
 from shards import cmdline
 from shards.cmdline import UsageError, fraction, positive_int
 
-DATASETS = ("synthetic", "vindr", "optimam", "dicom")
+DATASETS = ("synthetic", "vindr", "optimam", "dicom", "cbis-ddsm", "rsna")
+# Datasets whose labels are per breast only: no ROI to centre a downstream patch on.
+WITHOUT_ROIS = ("rsna",)
 TASKS = ("abnormal", "birads", "outcome")
 
 
@@ -43,7 +45,7 @@ def _common(p) -> None:
     data = p.add_argument_group("input")
     data.add_argument("--dataset", choices=DATASETS, default="synthetic",
                       help="dataset adapter (default: synthetic, generated on first use)")
-    data.add_argument("--root", help="dataset folder (vindr, optimam, dicom)")
+    data.add_argument("--root", help="dataset folder (every dataset but synthetic)")
     data.add_argument("--manifest", dest="manifest_csv", metavar="CSV",
                       help="dicom: CSV with a path column and patient/study/laterality/view/... "
                            "that supply or override the headers' values")
@@ -120,7 +122,7 @@ def config_from_args(args) -> BuildConfig:
     if args.dataset != "synthetic" and not args.root:
         raise UsageError(f"--dataset {args.dataset} needs --root")
     if args.dataset == "synthetic" and args.root:
-        raise UsageError("--root is for vindr, optimam and dicom; the synthetic dataset is generated")
+        raise UsageError("--root is for a real dataset's folder; the synthetic dataset is generated")
     if args.manifest_csv and args.dataset != "dicom":
         raise UsageError("--manifest is for --dataset dicom")
     if args.size > min(args.out_shape):
@@ -168,6 +170,9 @@ def run_build_shards(args) -> int:
 def run_build_downstream(args) -> int:
     from ingest import pipeline, report
 
+    if args.dataset in WITHOUT_ROIS:
+        raise UsageError(f"--dataset {args.dataset} has labels per breast, no ROIs: downstream "
+                         "patch tasks need ROI boxes")
     config = config_from_args(args)
     _check_paths(config)
     data = pipeline.build_downstream(config, task=args.task)

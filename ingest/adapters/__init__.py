@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ingest.adapters.table import ExamImage, ExamTable, Roi, Skip, normalise_birads
 
-DATASETS = ("synthetic", "vindr", "optimam", "dicom")
+DATASETS = ("synthetic", "vindr", "optimam", "dicom", "cbis-ddsm", "rsna")
 
 __all__ = ["DATASETS", "ExamImage", "ExamTable", "Roi", "Skip", "load_exams", "normalise_birads"]
 
@@ -44,6 +44,14 @@ def load_exams(dataset: str, root=None, *, manifest=None, cache_dir=None, patien
         from ingest.adapters import optimam
 
         return optimam.load(root)
+    if dataset == "cbis-ddsm":
+        from ingest.adapters import cbis_ddsm
+
+        return cbis_ddsm.load(root, workers=workers)
+    if dataset == "rsna":
+        from ingest.adapters import rsna
+
+        return rsna.load(root)
     from ingest.adapters import dicom_folder
 
     return dicom_folder.load(root, manifest=manifest)

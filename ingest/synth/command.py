@@ -9,6 +9,7 @@ from shards import cmdline
 from shards.cmdline import UsageError, fraction, positive_int
 
 from .generate import default_workers, generate
+from .layouts import LAYOUTS
 
 
 def _size(text: str) -> int:
@@ -20,10 +21,11 @@ def _size(text: str) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "synth", help="write synthetic bilateral mammograms (VinDr-Mammo or OPTIMAM layout)",
+        "synth", help="write synthetic bilateral mammograms (VinDr-Mammo, OPTIMAM, CBIS-DDSM or "
+                        "RSNA layout)",
         description="Synthetic screening mammograms (four views per study) with lesions, in the "
-                    "VinDr-Mammo or OPTIMAM file layout, plus ground_truth.json.")
-    p.add_argument("--layout", required=True, choices=["vindr", "optimam"], help="file layout to write")
+                    "VinDr-Mammo, OPTIMAM, CBIS-DDSM or RSNA file layout, plus ground_truth.json.")
+    p.add_argument("--layout", required=True, choices=list(LAYOUTS), help="file layout to write")
     p.add_argument("--patients", required=True, type=positive_int, help="number of patients")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -28,6 +28,11 @@ DEVICES = {
               ("Planmed Oy", "Planmed Nuance", 2294, 1914, 0.1)),
     "optimam": (("HOLOGIC, Inc.", "Selenia Dimensions", 3328, 2560, 0.085),
                 ("GE MEDICAL SYSTEMS", "Senographe Essential", 2294, 1914, 0.1)),
+    # Film digitisers of DDSM (pixel pitch 50 and 43.5 microns).
+    "cbis-ddsm": (("LUMISYS", "Lumiscan 85", 4600, 3000, 0.05),
+                  ("HOWTEK", "MultiRad 850", 5200, 3400, 0.0435)),
+    "rsna": (("HOLOGIC, Inc.", "Selenia Dimensions", 3328, 2560, 0.085),
+             ("GE MEDICAL SYSTEMS", "Senographe Pristina", 2294, 1914, 0.1)),
 }
 DEFAULT_SIZE = (3328, 2560)
 

@@ -98,6 +98,8 @@ def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int =
     if pair_variation not in PAIR_VARIATIONS:
         raise ValueError(f"pair_variation must be one of {', '.join(PAIR_VARIATIONS)}, got {pair_variation!r}")
     lo, hi = studies_per_patient
+    if getattr(LAYOUTS[layout], "one_study", False):   # CBIS-DDSM, RSNA: one exam per patient
+        lo = hi = 1
     if not 1 <= lo <= hi:
         raise ValueError(f"studies_per_patient must be (min, max) with 1 <= min <= max, got {studies_per_patient}")
     workers = max(1, int(workers))

@@ -1,4 +1,5 @@
-"""The two on-disk layouts: VinDr-Mammo and OPTIMAM (OMI-DB).
+"""The on-disk layouts: VinDr-Mammo and OPTIMAM (OMI-DB) here; CBIS-DDSM and RSNA in their own
+modules (``layout_cbis``, ``layout_rsna``).
 
 A layout names the files and ids of a patient (``ids``), writes its images and per-patient
 files (``write_image``, ``finish_patient``, run in worker processes) and the dataset-wide tables
@@ -6,15 +7,13 @@ files (``write_image``, ``finish_patient``, run in worker processes) and the dat
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
-
-from shards import publish
 
 from . import dicom_writer
 from .exam import IMAGE_ORDER, PatientPlan, RenderedImage, rng_for
+from .files import atomic_write_json, atomic_write_text, csv_text  # noqa: F401 - re-exported
+from .layout_cbis import CbisDdsmLayout
+from .layout_rsna import RsnaLayout
 
 VINDR_BREAST_COLUMNS = ["study_id", "series_id", "image_id", "laterality", "view_position", "height",
                         "width", "breast_birads", "breast_density", "split"]
@@ -26,26 +25,6 @@ VINDR_METADATA_COLUMNS = ["SOP Instance UID", "Series Instance UID", "Patient's 
                           "VOI LUT Function", "Pixel Padding Value"]
 VINDR_CATEGORY = {"mass": "Mass", "calcification": "Suspicious Calcification"}
 OPTIMAM_SITES = ("adde", "jarv", "stge")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (never half-written), making its folder first."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    publish.write_text(path, text, fsync_dir=False)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
-
-
-def csv_text(columns: list[str], rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    for row in rows:
-        w.writerow(row)
-    return buf.getvalue()
 
 
 def _image_uids(plan: PatientPlan, study: int, image: int) -> dict:
@@ -217,4 +196,5 @@ class OptimamLayout:
         return None
 
 
-LAYOUTS = {"vindr": VindrLayout(), "optimam": OptimamLayout()}
+LAYOUTS = {"vindr": VindrLayout(), "optimam": OptimamLayout(), "cbis-ddsm": CbisDdsmLayout(),
+           "rsna": RsnaLayout()}
