@@ -144,6 +144,20 @@ class Report:
         self.data["samples"]["total"] = manifest["totals"]["samples"]
         self.data["shards"] = manifest["totals"]["shards"]
 
+    def splits(self, plan, unit: str) -> None:
+        """How many patients (or patches) each split got, and a note when one is short."""
+        self.data["splits"] = {unit: dict(plan.counts)}
+        if plan.note:
+            self.data["splits"]["note"] = plan.note
+        if plan.moved:
+            self.data["splits"]["moved"] = [list(m) for m in plan.moved]
+
+    def empty(self) -> None:
+        """A build with nothing to write: no manifest, and the report says so."""
+        self.data["samples"] = {"total": 0}
+        self.data["shards"] = 0
+        self.data["empty"] = True
+
     def cache(self, root: str, params_hash: str) -> None:
         self.data["cache"] = {"root": root, "params_hash": params_hash}
 
@@ -188,6 +202,11 @@ def summary(data: dict) -> str:
     if data.get("samples"):
         s = data["samples"]
         lines.append("samples: " + ", ".join(f"{k} {v}" for k, v in s.items()))
+    if data.get("splits", {}).get("note"):
+        lines.append(f"splits: {data['splits']['note']}")
+    if data.get("empty"):
+        lines.append("no samples: nothing usable was left, manifest.json not written "
+                     "(the reasons are in report.json)")
     secs = data.get("seconds", {})
     lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in secs.items()))
     return "\n".join(lines)
