@@ -202,3 +202,37 @@ def test_check_box_keeps_a_good_box_exactly():
     cells = {"xmin": "1.5", "ymin": "2", "xmax": "10", "ymax": "20"}
     assert check_box(cells, BOX, "t", (100, 100)).box == (1.5, 2.0, 10.0, 20.0)
     assert check_box({k: "" for k in BOX}, BOX, "t").box is None
+
+
+def test_missing_column_stops_the_build_in_one_line_and_keeps_the_old_set(vindr, tmp_path, capsys):
+    from ingest.cli import main
+    from shards.manifest import build_manifest, write_manifest
+
+    out = tmp_path / "set"
+    out.mkdir()
+    write_manifest(str(out), build_manifest([], {"size": 1}))
+    before = (out / "manifest.json").read_bytes()
+    _edit(vindr / "finding_annotations.csv", lambda f: f.drop(columns=["xmin"]))
+    rc = main(["build-shards", "--dataset", "vindr", "--root", str(vindr), "--out", str(out),
+               "--cache-dir", str(tmp_path / "cache"), "--size", "64", "--out-shape", "192x160",
+               "--workers", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "finding_annotations.csv" in err and "'xmin'" in err
+    assert (out / "manifest.json").read_bytes() == before
+
+
+def test_dicom_manifest_values_are_named_when_they_reject(tmp_path):
+    from ingest.adapters.dicom_folder import load
+    from ingest.synth import generate
+
+    generate(layout="optimam", patients=1, out=str(tmp_path / "gen"), seed=4, image_size=(128, 96),
+             progress=False, studies_per_patient=(1, 1))
+    root = tmp_path / "gen" / "images"
+    first = sorted(root.rglob("*.dcm"))[0]
+    csv = tmp_path / "m.csv"
+    csv.write_text(f"path,laterality\n{first.relative_to(root)},X\n")
+    table = load(root, manifest=csv)
+    (skip,) = table.skipped
+    assert skip.reason == "missing laterality" and "laterality='X'" in skip.detail
+    assert str(csv) in skip.detail

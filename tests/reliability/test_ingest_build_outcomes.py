@@ -242,3 +242,12 @@ def test_existing_read_only_out_fails_before_any_work(data, tmp_path, monkeypatc
     finally:
         out.chmod(0o755)
     assert rc == 2 and "cannot write" in capsys.readouterr().err
+
+
+def test_shards_verify_command_fails_an_empty_set(tmp_path, capsys):
+    from shards.cli import main as shards_main
+
+    write_manifest(str(tmp_path), build_manifest([], {"size": 64}))
+    assert shards_main(["verify", str(tmp_path)]) == 1
+    printed = capsys.readouterr()
+    assert "no samples" in printed.out + printed.err
