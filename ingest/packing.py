@@ -6,6 +6,8 @@ one task that reads its tiles from the zarr cache.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import zlib
@@ -223,19 +225,36 @@ def _write_planned_shard(plan: dict, cache: PairCache, out: str, size: int, enco
 # ------------------------------------------------------------------ output folder
 
 
+RETIRED_NAME = ".retired-shards.json"
+
+
 def manifest_files(out) -> set[str]:
-    """The shard and index names the manifest in ``out`` lists (none when it is missing or
-    unreadable): the only files a build may later remove."""
+    """The shard and index names the manifest in ``out`` lists, and those of a manifest retired
+    by a build that did not finish (``RETIRED_NAME``): the only files a build may later remove.
+    None when both are missing or unreadable."""
     from shards import manifest
 
-    if not os.path.exists(os.path.join(os.fspath(out), manifest.MANIFEST_NAME)):
-        return set()
+    folder = os.fspath(out)
+    names: set[str] = set()
+    if os.path.exists(os.path.join(folder, manifest.MANIFEST_NAME)):
+        try:
+            records = manifest.all_shards(manifest.read_manifest(folder))
+            names |= ({r["name"] for r in records}
+                      | {r["index_name"] for r in records if r.get("index_name")})
+        except Exception:  # noqa: BLE001 - an unreadable manifest names nothing we may delete
+            pass
     try:
-        records = manifest.all_shards(manifest.read_manifest(os.fspath(out)))
-    except Exception:  # noqa: BLE001 - an unreadable manifest names nothing we may delete
-        return set()
-    return ({r["name"] for r in records}
-            | {r["index_name"] for r in records if r.get("index_name")})
+        with open(os.path.join(folder, RETIRED_NAME), encoding="utf-8") as fh:
+            names |= {str(n) for n in json.load(fh)["names"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return names
+
+
+def forget_retired(out) -> None:
+    """The new manifest is written: the retired names are no longer needed."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(os.fspath(out), RETIRED_NAME))
 
 
 def remove_stale_shards(out, keep: set[str], previous: set[str]) -> list[str]:
@@ -271,6 +290,13 @@ def retire_old_manifest(out, params: dict) -> bool:
     except Exception:  # noqa: BLE001 - an unreadable manifest is replaced
         same = False
     if not same:
+        # Its shard names are kept beside it first: a build killed before its own manifest is
+        # written still lets the next one remove exactly those files.
+        from shards import publish
+
+        names = sorted(manifest_files(out))
+        publish.write_text(os.path.join(os.fspath(out), RETIRED_NAME),
+                           json.dumps({"names": names}, indent=1) + "\n")
         os.unlink(path)
     return not same
 

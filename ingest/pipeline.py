@@ -171,6 +171,7 @@ def _finish(config: BuildConfig, rep, out: Path, records, previous: set, params:
         with rep.stage("manifest"):
             packing.remove_stale_shards(out, {r["name"] for r in records}, previous)
             manifest = packing.write_build_manifest(out, records, params, cache.params_hash, kind)
+            packing.forget_retired(out)
         rep.samples(manifest)
     rep.cache(str(cache.root), cache.params_hash)
     rep.write(out)

@@ -174,6 +174,22 @@ def test_a_build_removes_only_files_its_own_manifest_named(data, built, tmp_path
     assert verify.verify(str(out)).ok
 
 
+def test_a_build_killed_after_retiring_the_manifest_still_cleans_up(data, built, tmp_path):
+    from ingest import packing
+
+    out = tmp_path / "killed"
+    assert main(_args(data, out, "--manifest", str(data["csv"]), "--shard-size", "1")) == 0
+    old = packing.manifest_files(out)
+    # A build with other parameters retired the manifest, then died before writing its own.
+    assert packing.retire_old_manifest(out, {"other": "parameters"})
+    assert not (out / "manifest.json").exists() and packing.manifest_files(out) == old
+    (out / "test-000999.tar").write_bytes(b"not ours")
+    assert main(_args(data, out, "--manifest", str(data["csv"]), "--shard-size", "1000")) == 0
+    new = packing.manifest_files(out)
+    assert old - new and not any((out / name).exists() for name in old - new)
+    assert (out / "test-000999.tar").exists() and not (out / packing.RETIRED_NAME).exists()
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
