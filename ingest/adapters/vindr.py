@@ -49,23 +49,24 @@ def _read_table(path: Path, needed) -> list[dict]:
     return frame.to_dict("records")
 
 
-def read_findings(root: Path, sizes: dict | None = None) -> tuple[dict, dict, list[Skip]]:
+def read_findings(root: Path, sizes=None) -> tuple[dict, dict, list[Skip]]:
     """image_id → ROIs (boxes in original pixels), image_id → box problems, clipped boxes.
 
     A finding without a box (all four cells empty) is no ROI. A box that cannot be used is a
     problem of its image (named by the file, the line, the column and the value); a box that
-    reaches past the image (``sizes``: image_id → (height, width)) is clipped and reported.
+    reaches past the image (``sizes``: image_id → (height, width) or None, a mapping or a
+    callable) is clipped and reported.
     """
     path = root / FINDING_CSV
     if not path.exists():
         return {}, {}, []
-    sizes = sizes or {}
+    size_of = sizes if callable(sizes) else (sizes or {}).get
     rois: dict[str, list[Roi]] = {}
     problems: dict[str, list[tuple[str, str]]] = {}
     clipped: list[Skip] = []
     for line, row in enumerate(_read_table(path, FINDING_COLUMNS), start=2):
         image_id = row["image_id"]
-        check = check_box(row, BOX_COLUMNS, f"{FINDING_CSV} line {line}", sizes.get(image_id))
+        check = check_box(row, BOX_COLUMNS, f"{FINDING_CSV} line {line}", size_of(image_id))
         if check.problem:
             problems.setdefault(image_id, []).append((check.problem, check.detail))
             continue
@@ -78,6 +79,17 @@ def read_findings(root: Path, sizes: dict | None = None) -> tuple[dict, dict, li
             Roi(box=check.box, label="|".join(labels),
                 birads=normalise_birads(row.get("finding_birads"))))
     return rois, problems, clipped
+
+
+def header_size(path: Path) -> tuple[float, float] | None:
+    """(Rows, Columns) of a DICOM file's header, or None when it cannot be read."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
+    except Exception:  # noqa: BLE001 - an unreadable file is reported when its pixels are read
+        return None
+    return image_size(ds.get("Rows"), ds.get("Columns"))
 
 
 def header_patient(path: Path) -> str:
@@ -98,9 +110,17 @@ def load(root, patient_from_header: bool = True) -> ExamTable:
         raise FileNotFoundError(f"{breast}: not found (is --root a VinDr-Mammo folder?)")
     table = ExamTable(DATASET)
     rows = _read_table(breast, BREAST_COLUMNS)
-    sizes = {row["image_id"]: size for row in rows
-             if (size := image_size(row.get("height"), row.get("width"))) is not None}
-    findings, box_problems, clipped = read_findings(root, sizes)
+    paths = {row["image_id"]: root / "images" / row["study_id"] / f"{row['image_id']}.dicom"
+             for row in rows}
+    sizes = {row["image_id"]: image_size(row.get("height"), row.get("width")) for row in rows}
+
+    def size_of(image_id):
+        # The table's height and width, else the image's header (read only for boxed images).
+        if sizes.get(image_id) is None and image_id in paths:
+            sizes[image_id] = header_size(paths[image_id])
+        return sizes.get(image_id)
+
+    findings, box_problems, clipped = read_findings(root, size_of)
     listed = {row["image_id"] for row in rows}
     table.adjusted.extend(c for c in clipped if c.item in listed)
     for row in rows:

@@ -236,3 +236,15 @@ def test_dicom_manifest_values_are_named_when_they_reject(tmp_path):
     (skip,) = table.skipped
     assert skip.reason == "missing laterality" and "laterality='X'" in skip.detail
     assert str(csv) in skip.detail
+
+
+def test_without_height_and_width_the_header_bounds_the_boxes(vindr):
+    _edit(vindr / "breast-level_annotations.csv", lambda f: f.drop(columns=["height", "width"]))
+    path = vindr / "finding_annotations.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    row = _boxed_rows(frame)[0]
+    frame.loc[row, "xmax"] = str(SIZE[1] + 50)
+    frame.to_csv(path, index=False)
+    table = load_exams("vindr", vindr)
+    (note,) = table.adjusted
+    assert note.reason == "clipped box" and f"{SIZE[0]}x{SIZE[1]} image" in note.detail
