@@ -121,8 +121,8 @@ def load(root, patient_from_header: bool = True) -> ExamTable:
         return sizes.get(image_id)
 
     findings, box_problems, clipped = read_findings(root, size_of)
-    listed = {row["image_id"] for row in rows}
-    table.adjusted.extend(c for c in clipped if c.item in listed)
+    table.adjusted.extend(Skip(str(paths[c.item]), c.reason, c.detail)
+                          for c in clipped if c.item in paths)
     for row in rows:
         study, image_id = row["study_id"], row["image_id"]
         path = root / "images" / study / f"{image_id}.dicom"
