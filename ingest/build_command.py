@@ -84,6 +84,11 @@ def _common(p) -> None:
     out.add_argument("--shard-size", type=positive_int, default=BuildConfig.shard_size,
                      help=f"samples per shard (default {BuildConfig.shard_size})")
 
+    out.add_argument("--strict", action="store_true",
+                     help="exit 1 when any input was rejected (after writing the shards and "
+                          "report.json); without it, rejections are reported and the build "
+                          "succeeds")
+
     run = p.add_argument_group("execution (Dask)")
     cmdline.add_workers(run, None, "local cluster: worker processes (default: CPU count)")
     run.add_argument("--threads-per-worker", type=positive_int,
@@ -156,29 +161,43 @@ def _check_paths(config) -> None:
         raise UsageError(f"--manifest {config.manifest_csv}: not a file")
 
 
-def run_build_shards(args) -> int:
-    from ingest import pipeline, report
+def finish(data: dict, out: str, strict: bool) -> int:
+    """Print the summary; the exit status: 1 for a build with no samples, or any rejection
+    under ``--strict`` (report.json is written either way), else 0."""
+    from ingest import report
 
-    config = config_from_args(args)
-    _check_paths(config)
-    data = pipeline.build_shards(config)
     print(report.summary(data))
-    print(f"wrote {data['shards']} shard(s), manifest.json and report.json to {config.out}")
+    if data.get("empty"):
+        print(f"ingest: error: no samples: every input was rejected or gave no patch; "
+              f"manifest.json not written, reasons in {out}/report.json", file=sys.stderr)
+        return 1
+    print(f"wrote {data['shards']} shard(s), manifest.json and report.json to {out}")
+    rejected = data["images"]["rejected"]
+    if strict and rejected:
+        reasons = ", ".join(f"{k}: {v}" for k, v in data["images"]["reasons"].items())
+        print(f"ingest: error: --strict: {rejected} image(s) rejected ({reasons}); "
+              f"see {out}/report.json", file=sys.stderr)
+        return 1
     return 0
 
 
+def run_build_shards(args) -> int:
+    from ingest import pipeline
+
+    config = config_from_args(args)
+    _check_paths(config)
+    return finish(pipeline.build_shards(config), config.out, args.strict)
+
+
 def run_build_downstream(args) -> int:
-    from ingest import pipeline, report
+    from ingest import pipeline
 
     if args.dataset in WITHOUT_ROIS:
         raise UsageError(f"--dataset {args.dataset} has labels per breast, no ROIs: downstream "
                          "patch tasks need ROI boxes")
     config = config_from_args(args)
     _check_paths(config)
-    data = pipeline.build_downstream(config, task=args.task)
-    print(report.summary(data))
-    print(f"wrote {data['shards']} shard(s), manifest.json and report.json to {config.out}")
-    return 0
+    return finish(pipeline.build_downstream(config, task=args.task), config.out, args.strict)
 
 
 if __name__ == "__main__":   # pragma: no cover - the console script is `ingest`

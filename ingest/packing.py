@@ -6,6 +6,8 @@ one task that reads its tiles from the zarr cache.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import zlib
@@ -69,16 +71,26 @@ def tile_entry(entry: str, cache: PairCache, size: int, stride: int, max_backgro
 # ------------------------------------------------------------------ the patch index
 
 
-def build_index(tiled, seed: int) -> pd.DataFrame:
-    """The patch index from ``[(patient, tile_entry result), ...]``; patient-level splits."""
+def patients_with_tiles(tiled) -> list[str]:
+    """The patients of ``[(patient, tile result), ...]`` that kept at least one tile."""
+    return sorted({patient for patient, result in tiled
+                   if isinstance(result, dict) and result.get("rows")})
+
+
+def build_index(tiled, seed: int, split_of: dict | None = None) -> pd.DataFrame:
+    """The patch index from ``[(patient, tile_entry result), ...]``; patient-level splits.
+
+    ``split_of``: patient → split (``splits.plan_splits`` over ``patients_with_tiles``), by
+    default computed here.
+    """
     from ingest import splits
 
-    frames, split_of = [], {}
+    if split_of is None:
+        split_of = splits.plan_splits(patients_with_tiles(tiled), seed).of
+    frames = []
     for patient, result in tiled:
         if not isinstance(result, dict) or "rows" not in result or not result["rows"]:
             continue
-        if patient not in split_of:
-            split_of[patient] = splits.assign_split(patient, seed)
         frame = pd.DataFrame(result["rows"], columns=list(INDEX_COLUMNS))
         frame["split"] = split_of[patient]
         frames.append(frame)
@@ -213,23 +225,59 @@ def _write_planned_shard(plan: dict, cache: PairCache, out: str, size: int, enco
 # ------------------------------------------------------------------ output folder
 
 
-def remove_stale_shards(out, keep: set[str]) -> list[str]:
-    """Delete shard files (``split-NNNNNN.tar``/``.idx``) of an earlier build not in ``keep``."""
+RETIRED_NAME = ".retired-shards.json"
+
+
+def manifest_files(out) -> set[str]:
+    """The shard and index names the manifest in ``out`` lists, and those of a manifest retired
+    by a build that did not finish (``RETIRED_NAME``): the only files a build may later remove.
+    None when both are missing or unreadable."""
+    from shards import manifest
+
+    folder = os.fspath(out)
+    names: set[str] = set()
+    if os.path.exists(os.path.join(folder, manifest.MANIFEST_NAME)):
+        try:
+            records = manifest.all_shards(manifest.read_manifest(folder))
+            names |= ({r["name"] for r in records}
+                      | {r["index_name"] for r in records if r.get("index_name")})
+        except Exception:  # noqa: BLE001 - an unreadable manifest names nothing we may delete
+            pass
+    try:
+        with open(os.path.join(folder, RETIRED_NAME), encoding="utf-8") as fh:
+            names |= {str(n) for n in json.load(fh)["names"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return names
+
+
+def forget_retired(out) -> None:
+    """The new manifest is written: the retired names are no longer needed."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(os.fspath(out), RETIRED_NAME))
+
+
+def remove_stale_shards(out, keep: set[str], previous: set[str]) -> list[str]:
+    """Delete the shard files (``split-NNNNNN.tar``/``.idx``) of the earlier build that the new one
+    does not name. ``previous`` is what the earlier build's manifest listed (``manifest_files``
+    read before it was retired): a file no manifest of ours named is never touched."""
     removed = []
     keep_all = set(keep) | {n[:-4] + ".idx" for n in keep}
-    for name in sorted(os.listdir(out)):
-        if _SHARD_FILE.match(name) and name not in keep_all:
-            os.unlink(os.path.join(out, name))
+    for name in sorted(set(previous) - keep_all):
+        path = os.path.join(out, name)
+        if _SHARD_FILE.match(name) and os.path.isfile(path):
+            os.unlink(path)
             removed.append(name)
     return removed
 
 
 def retire_old_manifest(out, params: dict) -> bool:
-    """Remove ``manifest.json`` of an earlier build with other parameters before writing.
+    """Remove ``manifest.json`` of an earlier build with other parameters before writing shards.
 
     While shards are rewritten the folder then has no manifest (readers see an unfinished
     build) instead of a manifest whose checksums no longer match. Same parameters: kept, since
-    the rebuild writes byte-identical shards.
+    the rebuild writes byte-identical shards. The build calls this only once it has shards to
+    write, so a build that stops earlier (bad input, nothing usable) leaves the old set whole.
     """
     from shards import manifest
 
@@ -242,6 +290,13 @@ def retire_old_manifest(out, params: dict) -> bool:
     except Exception:  # noqa: BLE001 - an unreadable manifest is replaced
         same = False
     if not same:
+        # Its shard names are kept beside it first: a build killed before its own manifest is
+        # written still lets the next one remove exactly those files.
+        from shards import publish
+
+        names = sorted(manifest_files(out))
+        publish.write_text(os.path.join(os.fspath(out), RETIRED_NAME),
+                           json.dumps({"names": names}, indent=1) + "\n")
         os.unlink(path)
     return not same
 
@@ -288,15 +343,27 @@ def patch_key(row: dict) -> str:
                     row["roi_side"], int(row["roi"]))
 
 
-def build_patch_index(found, seed: int) -> pd.DataFrame:
-    """The labelled patch index with a patch-level split (as in the paper)."""
+def build_patch_index(found, seed: int, plan=None) -> pd.DataFrame:
+    """The labelled patch index with a patch-level split (as in the paper).
+
+    ``plan``: ``splits.plan_splits`` over the patch keys (``patch_plan``), by default made here.
+    """
+    rows = [row for res in found if isinstance(res, dict) for row in res.get("rows", ())]
+    index = pd.DataFrame(rows, columns=list(PATCH_COLUMNS))
+    plan = plan or patch_plan(found, seed)
+    index["split"] = [plan.of[patch_key(r)] for r in index.to_dict("records")]
+    index = index.sort_values(list(PATCH_ORDER), kind="stable").reset_index(drop=True)
+    return _compact(index)
+
+
+def patch_plan(found, seed: int):
+    """The patch-level split of every labelled patch found (``splits.plan_splits``)."""
     from ingest import splits
 
     rows = [row for res in found if isinstance(res, dict) for row in res.get("rows", ())]
-    index = pd.DataFrame(rows, columns=list(PATCH_COLUMNS))
-    index["split"] = [splits.patch_split(patch_key(r), seed) for r in index.to_dict("records")]
-    index = index.sort_values(list(PATCH_ORDER), kind="stable").reset_index(drop=True)
-    return _compact(index)
+    records = pd.DataFrame(rows, columns=list(PATCH_COLUMNS)).to_dict("records")
+    return splits.plan_splits([patch_key(r) for r in records], seed, namespace="patch",
+                              unit="patch")
 
 
 def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, task: str,

@@ -35,7 +35,8 @@ class ExamPair:
 
 
 def pair_exams(table: ExamTable) -> tuple[list[ExamPair], list[Skip]]:
-    """Pairs sorted by id, and the images left out (no contralateral image, or a duplicate).
+    """Pairs sorted by id, and the images left out (no contralateral image, a duplicate, or an
+    exam whose pair id another exam already has).
 
     With several images of one side (repeats, implants views), the first by image id is used and
     the others are reported as duplicates, so the choice does not depend on listing order.
@@ -60,10 +61,30 @@ def pair_exams(table: ExamTable) -> tuple[list[ExamPair], list[Skip]]:
             missing = "R" if chosen["L"] else "L"
             unpaired.append(Skip(present.path, "missing contralateral image",
                                  f"{patient}/{study}/{view}: no {missing} image"))
+    pairs = _drop_collisions(pairs, unpaired)
     pairs.sort(key=lambda p: p.pair_id)
     unpaired.sort(key=lambda s: (s.reason, s.item))
-    ids = [p.pair_id for p in pairs]
-    if len(set(ids)) != len(ids):
-        raise ValueError("two exams map to one pair id; patient/study ids differ only in "
-                         "characters outside [A-Za-z0-9_-]")
     return pairs, unpaired
+
+
+def _drop_collisions(pairs: list[ExamPair], unpaired: list[Skip]) -> list[ExamPair]:
+    """Keep one exam per pair id; report the others, both of their images, as collisions.
+
+    Pair ids keep only ``[A-Za-z0-9_-]``, so ``P.1`` and ``P-1`` meet on ``P-1``. The exam whose
+    (patient, study) sorts first keeps the id, so the choice does not depend on listing order.
+    """
+    by_id: dict[str, list[ExamPair]] = {}
+    for pair in pairs:
+        by_id.setdefault(pair.pair_id, []).append(pair)
+    kept = []
+    for pair_id, group in by_id.items():
+        group.sort(key=lambda p: (p.patient, p.study, p.left.image_id))
+        kept.append(group[0])
+        first = group[0]
+        for other in group[1:]:
+            detail = (f"{other.patient}/{other.study}/{other.view} and {first.patient}/"
+                      f"{first.study}/{first.view} both map to pair id {pair_id} (ids differ "
+                      "only in characters outside [A-Za-z0-9_-]); the first is kept")
+            for img in (other.left, other.right):
+                unpaired.append(Skip(img.path, "pair id collision", detail))
+    return kept

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from ingest import packing, report as report_mod
+from ingest import packing, report as report_mod, splits
 from ingest.adapters import load_exams
 from ingest.cache import PairCache
 from ingest.config import BuildConfig
@@ -142,35 +142,72 @@ def _exams_and_pairs(config: BuildConfig, rep, cache_root: Path):
     return pairs
 
 
-def _pack_stage(config: BuildConfig, rep, c, task_func, plans, **kwargs) -> list:
+def _pack_stage(config: BuildConfig, rep, c, task_func, plans, folder: Path, params: dict,
+                **kwargs) -> tuple[list, set]:
+    """Write the planned shards; returns their records and the files the old manifest named.
+
+    The old manifest is retired here, once there is something to write: a build that stops
+    before (bad input, every image rejected) leaves the previous set as it was.
+    """
+    if not plans:
+        return [], set()
+    previous = packing.manifest_files(folder)
+    packing.retire_old_manifest(folder, params)
     with rep.stage("pack"):
         written = run_stage(c, "pack", task_func, plans, progress=config.progress, **kwargs)
     errors = [w for w in written if w.get("status") == "error"]
     if errors:
         raise RuntimeError(f"{len(errors)} shard(s) failed to write: {errors[0]['detail']}")
     rep.task_seconds(written)
-    return [w["record"] for w in written]
+    return [w["record"] for w in written], previous
 
 
-def _finish(config: BuildConfig, rep, out: Path, records, params: dict, cache: PairCache,
-            kind: str) -> dict:
-    with rep.stage("manifest"):
-        packing.remove_stale_shards(out, {r["name"] for r in records})
-        manifest = packing.write_build_manifest(out, records, params, cache.params_hash, kind)
-    rep.samples(manifest)
+def _finish(config: BuildConfig, rep, out: Path, records, previous: set, params: dict,
+            cache: PairCache, kind: str) -> dict:
+    if not records:
+        # Nothing to write: no manifest (an empty set would verify as a valid one); the
+        # report says why, and the previous set, if any, is left whole.
+        rep.empty()
+    else:
+        with rep.stage("manifest"):
+            packing.remove_stale_shards(out, {r["name"] for r in records}, previous)
+            manifest = packing.write_build_manifest(out, records, params, cache.params_hash, kind)
+            packing.forget_retired(out)
+        rep.samples(manifest)
     rep.cache(str(cache.root), cache.params_hash)
     rep.write(out)
     return rep.data
 
 
+def check_output(out: Path) -> None:
+    """Create ``out`` and make sure this process can write there, before any work.
+
+    A probe file is written under a temporary name and removed: permissions, a read-only mount
+    or a full disk show here, not after the registrations.
+    """
+    from shards import publish
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = publish.temporary_name(out / "write-probe")
+        with open(probe, "wb") as fh:
+            fh.write(b"probe")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
 def _start(config: BuildConfig, params: dict):
+    from shards import publish
+
     # Absolute paths: tasks may run in workers started elsewhere (--scheduler, shared disk).
     for name in ("out", "root", "cache_dir", "manifest_csv"):
         if getattr(config, name):
             setattr(config, name, os.path.abspath(getattr(config, name)))
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    packing.retire_old_manifest(out, params)
+    check_output(out)
+    # Shards and reports of a killed writer (.train-000000.tar.tmp-<pid>-<id>, ...).
+    publish.clean_stale(out)
     cache_root = Path(config.cache_dir) if config.cache_dir else _default_cache_dir()
     cache = PairCache(cache_root, asdict(config.pair_params()))
     cache.clean_temporary()
@@ -196,12 +233,15 @@ def build_shards(config: BuildConfig, client=None) -> dict:
             tiled[i] = t
         rep.task_seconds(read_back)
         rep.tiles(tiled)
-        index = packing.build_index(
-            [(pair.patient, t) for (pair, _), t in zip(accepted, tiled)], seed=config.seed)
+        by_patient = [(pair.patient, t) for (pair, _), t in zip(accepted, tiled)]
+        plan = splits.plan_splits(packing.patients_with_tiles(by_patient), config.seed)
+        rep.splits(plan, "patients")
+        index = packing.build_index(by_patient, seed=config.seed, split_of=plan.of)
         plans = packing.plan_shards(index, seed=config.seed, shard_size=config.shard_size)
-        records = _pack_stage(config, rep, c, packing.write_shard_task, plans, cache=cache,
-                              out=str(out), size=config.size, fmt=config.fmt)
-    return _finish(config, rep, out, records, params, cache, "pair")
+        records, previous = _pack_stage(config, rep, c, packing.write_shard_task, plans, out,
+                                        params, cache=cache, out=str(out), size=config.size,
+                                        fmt=config.fmt)
+    return _finish(config, rep, out, records, previous, params, cache, "pair")
 
 
 def build_downstream(config: BuildConfig, task: str, client=None) -> dict:
@@ -218,12 +258,15 @@ def build_downstream(config: BuildConfig, task: str, client=None) -> dict:
                               max_background=config.max_background)
         rep.task_seconds(found)
         rep.labelled(found)
-        index = packing.build_patch_index(found, seed=config.seed)
+        plan = packing.patch_plan(found, config.seed)
+        rep.splits(plan, "patches")
+        index = packing.build_patch_index(found, seed=config.seed, plan=plan)
         plans = packing.plan_shards(index, seed=config.seed, shard_size=config.shard_size,
                                     order=packing.PATCH_ORDER)
-        records = _pack_stage(config, rep, c, packing.write_patch_shard_task, plans, cache=cache,
-                              out=str(out), size=config.size, task=task, fmt=config.fmt)
-    return _finish(config, rep, out, records, params, cache, "patch")
+        records, previous = _pack_stage(config, rep, c, packing.write_patch_shard_task, plans,
+                                        out, params, cache=cache, out=str(out),
+                                        size=config.size, task=task, fmt=config.fmt)
+    return _finish(config, rep, out, records, previous, params, cache, "patch")
 
 
 def _default_cache_dir() -> Path:

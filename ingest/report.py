@@ -4,6 +4,7 @@ Counts are in images and add up: ``images.read == images.used + images.rejected`
 rejected images are the adapter's skips, the images without a contralateral partner (or
 duplicates), and both images of every rejected pair. Each rejection is listed with its stage,
 reason and detail (and the quality figures for a pair below the registration threshold).
+Annotations kept but changed (a box clipped to its image) are listed under ``adjusted``.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class Report:
             "tiles": {"total": 0, "kept": 0, "dropped": {}},
             "samples": {},
             "rejected": [],
+            "adjusted": [],
             "seconds": {},
             "task_seconds": {},
             "task_cpu_seconds": {},
@@ -93,6 +95,9 @@ class Report:
         self.data["images"]["read"] = table.read
         for skip in table.skipped:
             self._reject(skip.item, "exams", skip.reason, skip.detail)
+        for note in getattr(table, "adjusted", ()):
+            self.data["adjusted"].append({"item": note.item, "stage": "exams",
+                                          "reason": note.reason, "detail": note.detail})
 
     def pairing(self, pairs, unpaired) -> None:
         self.data["pairs"]["formed"] = len(pairs)
@@ -139,6 +144,20 @@ class Report:
         self.data["samples"]["total"] = manifest["totals"]["samples"]
         self.data["shards"] = manifest["totals"]["shards"]
 
+    def splits(self, plan, unit: str) -> None:
+        """How many patients (or patches) each split got, and a note when one is short."""
+        self.data["splits"] = {unit: dict(plan.counts)}
+        if plan.note:
+            self.data["splits"]["note"] = plan.note
+        if plan.moved:
+            self.data["splits"]["moved"] = [list(m) for m in plan.moved]
+
+    def empty(self) -> None:
+        """A build with nothing to write: no manifest, and the report says so."""
+        self.data["samples"] = {"total": 0}
+        self.data["shards"] = 0
+        self.data["empty"] = True
+
     def cache(self, root: str, params_hash: str) -> None:
         self.data["cache"] = {"root": root, "params_hash": params_hash}
 
@@ -172,6 +191,10 @@ def summary(data: dict) -> str:
         f"tiles: {ti['total']} on the grid, {ti['kept']} kept"
         + (f", dropped {', '.join(f'{k}: {v}' for k, v in ti['dropped'].items())}" if ti["dropped"] else ""),
     ]
+    adjusted = Counter(a["reason"] for a in data.get("adjusted", ()))
+    if adjusted:
+        lines.append("annotations kept but changed: "
+                      + ", ".join(f"{k}: {v}" for k, v in sorted(adjusted.items())))
     if "patches" in data:   # downstream build: labelled patches instead of grid tiles
         pt = data["patches"]
         lines[-1] = f"labelled patches: {pt['found']}" + (
@@ -179,6 +202,11 @@ def summary(data: dict) -> str:
     if data.get("samples"):
         s = data["samples"]
         lines.append("samples: " + ", ".join(f"{k} {v}" for k, v in s.items()))
+    if data.get("splits", {}).get("note"):
+        lines.append(f"splits: {data['splits']['note']}")
+    if data.get("empty"):
+        lines.append("no samples: nothing usable was left, manifest.json not written "
+                     "(the reasons are in report.json)")
     secs = data.get("seconds", {})
     lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in secs.items()))
     return "\n".join(lines)

@@ -31,6 +31,62 @@ def is_temporary(name: str) -> bool:
     return name.startswith(".") and ".tmp-" in name
 
 
+def writer_pid(name: str) -> int | None:
+    """The pid in a temporary name (``.<name>.tmp-<pid>-<id>``), or None for any other name."""
+    if not is_temporary(name):
+        return None
+    try:
+        return int(name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # another user's live process
+        return True
+    except OSError:
+        return False
+    try:                            # a zombie (killed, not yet reaped) writes nothing more
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def clean_stale(folder, *, prefix: str = "", max_age: float = 3600.0, grace: float = 0.0,
+                now: float | None = None) -> list[str]:
+    """Remove the temporary files and folders of dead writers in ``folder``; returns their names.
+
+    An entry is a temporary name of this module (``.<name>.tmp-<pid>-<id>``) whose name after
+    the dot starts with ``prefix``. It is stale when its writer's pid no longer runs on this
+    host and it is older than ``grace`` seconds, or when it is older than ``max_age`` seconds
+    whatever its pid (a writer on another host sharing the folder). A live writer's entry stays.
+    """
+    import time
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        pid = writer_pid(entry.name)
+        if pid is None or not entry.name[1:].startswith(prefix):
+            continue
+        try:
+            age = now - entry.lstat().st_mtime
+        except OSError:
+            continue
+        if (not _alive(pid) and age >= grace) or age > max_age:
+            _remove(entry)
+            removed.append(entry.name)
+    return removed
+
+
 @contextmanager
 def publishing(final, *, tmp=None, fsync_dir: bool = True,
                done_elsewhere: Callable[[], bool] | None = None) -> Iterator[Path]:

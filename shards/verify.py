@@ -65,6 +65,8 @@ def verify(root_or_url, *, sample_fraction: float = 0.05, seed: int = 0, workers
         report.problems.append(str(exc))
         return report
     records = manifest_mod.all_shards(data)
+    if not sum(int(r.get("samples", 0)) for r in records):
+        report.problems.append(f"{root}: the manifest lists no samples (an empty set)")
     def one(record):
         check = check_shard(root, record, sample_fraction=sample_fraction, seed=seed,
                             endpoint=endpoint)

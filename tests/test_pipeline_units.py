@@ -110,12 +110,14 @@ def test_plans_are_deterministic_and_order_free():
 
 def test_remove_stale_shards(tmp_path):
     for name in ("train-000000.tar", "train-000000.idx", "train-000001.tar", "train-000001.idx",
-                 "manifest.json", "notes.txt"):
+                 "val-000000.tar", "manifest.json", "notes.txt"):
         (tmp_path / name).write_text("x")
-    removed = remove_stale_shards(tmp_path, {"train-000000.tar"})
+    previous = {"train-000000.tar", "train-000000.idx", "train-000001.tar", "train-000001.idx"}
+    removed = remove_stale_shards(tmp_path, {"train-000000.tar"}, previous)
     assert removed == ["train-000001.idx", "train-000001.tar"]
+    # val-000000.tar was never named by a manifest of ours: kept.
     assert sorted(os.listdir(tmp_path)) == ["manifest.json", "notes.txt", "train-000000.idx",
-                                            "train-000000.tar"]
+                                            "train-000000.tar", "val-000000.tar"]
 
 
 def test_report_counts_add_up():

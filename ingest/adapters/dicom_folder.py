@@ -67,9 +67,13 @@ def load(root, manifest=None) -> ExamTable:
         study = extra.get("study") or ident["study"]
         image_id = extra.get("image_id") or ident["image_id"] or path.stem
         if lat not in ("L", "R"):
-            table.skipped.append(Skip(str(path), "missing laterality"))
+            table.skipped.append(Skip(str(path), "missing laterality", (
+                f"laterality={extra['laterality']!r} in {manifest}" if "laterality" in extra
+                else "no ImageLaterality/Laterality and none in the path or descriptions")))
         elif view not in ("CC", "MLO"):
-            table.skipped.append(Skip(str(path), "unknown view", f"ViewPosition={ds.get('ViewPosition')!r}"))
+            table.skipped.append(Skip(str(path), "unknown view", (
+                f"view={extra['view']!r} in {manifest}" if "view" in extra
+                else f"ViewPosition={ds.get('ViewPosition')!r}")))
         elif not patient or not study:
             table.skipped.append(Skip(str(path), "missing patient or study",
                                       "no PatientID/StudyInstanceUID and none in the manifest"))

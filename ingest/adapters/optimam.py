@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from ingest.adapters import dicom_tags
+from ingest.adapters.boxes import BoxCheck, check_box, image_size
 from ingest.adapters.table import ExamImage, ExamTable, Roi, Skip, normalise_birads
 
 DATASET = "optimam"
@@ -49,11 +50,14 @@ def _truthy(value) -> bool:
     return bool(value)
 
 
+CORNERS = ("X1", "Y1", "X2", "Y2")
+
+
 def _marks_of(node) -> list[dict]:
-    """Every dict with X1, Y1, X2, Y2 under ``node``."""
+    """Every dict with any of X1, Y1, X2, Y2 under ``node`` (a mark missing one is reported)."""
     found = []
     if isinstance(node, dict):
-        if all(k in node for k in ("X1", "Y1", "X2", "Y2")):
+        if any(k in node for k in CORNERS):
             found.append(node)
         else:
             for value in node.values():
@@ -77,30 +81,41 @@ def _index_by_uid(node, uids: set[str], out: dict) -> None:
             _index_by_uid(value, uids, out)
 
 
-def mark_to_roi(mark: dict, client_outcome: str | None = None) -> Roi | None:
-    """A mark → ROI. X2/Y2 are the last pixel inside (inclusive): +1 gives the box's end edge.
+def mark_to_roi(mark: dict, client_outcome: str | None = None, where: str = "mark",
+                image_size: tuple[float, float] | None = None):
+    """A mark → ``(Roi, BoxCheck)``; the Roi is None when the check found a problem.
 
+    X2/Y2 are the last pixel inside (inclusive): +1 gives the box's end edge. The two corners
+    may come in either order (OMI-DB gives two corners, not a start and an end).
     A mark's outcome is Benign when it carries a BenignClassification, else the client's status
     when that is Malignant or Interval Cancer (the finding that made the cancer), else unknown.
     """
-    try:
-        x1, y1, x2, y2 = (float(mark[k]) for k in ("X1", "Y1", "X2", "Y2"))
-    except (TypeError, ValueError):
-        return None
+    cells = {k: mark.get(k) for k in CORNERS}
+    probe = check_box(cells, CORNERS, where)     # cells present and numbers; order is free
+    if probe.problem == "bad box":
+        return None, probe
+    if probe.problem is None and probe.box is None:
+        return None, BoxCheck(problem="bad box", detail=f"{where}: X1, Y1, X2, Y2 are empty")
+    x1, y1, x2, y2 = (float(mark[k]) for k in CORNERS)
+    corners = {"X1": min(x1, x2), "Y1": min(y1, y2), "X2": max(x1, x2) + 1.0,
+               "Y2": max(y1, y2) + 1.0}
+    check = check_box(corners, CORNERS, where, image_size)
+    if check.problem:
+        return None, check
     labels = [flag for flag in LESION_FLAGS if _truthy(mark.get(flag))]
-    box = (min(x1, x2), min(y1, y2), max(x1, x2) + 1.0, max(y1, y2) + 1.0)
     if _truthy(mark.get("BenignClassification")):
         outcome = "Benign"
     elif client_outcome in ("Malignant", "Interval Cancer"):
         outcome = client_outcome
     else:
         outcome = None
-    return Roi(box=box, label="|".join(labels) or "Mark",
-               birads=normalise_birads(mark.get("BIRADS") or mark.get("Birads")), outcome=outcome)
+    roi = Roi(box=check.box, label="|".join(labels) or "Mark",
+              birads=normalise_birads(mark.get("BIRADS") or mark.get("Birads")), outcome=outcome)
+    return roi, check
 
 
-def read_rois(client_dir: Path, client: str, uids: set[str],
-              client_outcome: str | None = None) -> dict[str, list[Roi]]:
+def read_marks(client_dir: Path, client: str, uids: set[str]) -> dict[str, list[dict]]:
+    """Image UID → its marks in the client's imagedb JSON (none when the file is missing)."""
     path = client_dir / f"imagedb_{client}.json"
     if not path.exists():
         return {}
@@ -108,11 +123,23 @@ def read_rois(client_dir: Path, client: str, uids: set[str],
         db = json.load(f)
     subtrees: dict[str, list] = {}
     _index_by_uid(db, uids, subtrees)
-    rois = {}
-    for uid, trees in subtrees.items():
-        found = [mark_to_roi(m, client_outcome) for tree in trees for m in _marks_of(tree)]
-        rois[uid] = [r for r in found if r is not None]
-    return rois
+    return {uid: [m for tree in trees for m in _marks_of(tree)] for uid, trees in subtrees.items()}
+
+
+def image_rois(marks: list[dict], client: str, uid: str, client_outcome: str | None,
+               image_size=None) -> tuple[list[Roi], list[BoxCheck], list[BoxCheck]]:
+    """One image's ROIs, its box problems and its clipped boxes."""
+    rois, problems, clipped = [], [], []
+    for i, mark in enumerate(marks, start=1):
+        roi, check = mark_to_roi(mark, client_outcome, f"imagedb_{client}.json image {uid} mark {i}",
+                                 image_size)
+        if roi is None:
+            problems.append(check)
+            continue
+        rois.append(roi)
+        if check.clipped:
+            clipped.append(check)
+    return rois, problems, clipped
 
 
 def _find_status(node) -> str | None:
@@ -164,7 +191,7 @@ def load(root) -> ExamTable:
         client_dir = root / "data" / client
         files = sorted(client_path.glob("*/*.dcm"))
         outcome = read_outcome(client_dir, client)
-        rois = read_rois(client_dir, client, {f.stem for f in files}, outcome)
+        marks = read_marks(client_dir, client, {f.stem for f in files})
         for dcm in files:
             study, sop = dcm.parent.name, dcm.stem
             try:
@@ -181,8 +208,15 @@ def load(root) -> ExamTable:
                 table.skipped.append(Skip(str(dcm), "unknown view",
                                           f"ViewPosition={header.get('ViewPosition')!r}"))
                 continue
+            size = image_size(header.get("Rows"), header.get("Columns"))
+            rois, problems, clipped = image_rois(marks.get(sop, []), client, sop, outcome, size)
+            if problems:
+                table.skipped.append(Skip(str(dcm), problems[0].problem,
+                                          "; ".join(p.detail for p in problems)))
+                continue
+            table.adjusted.extend(Skip(str(dcm), "clipped box", c.clipped) for c in clipped)
             table.images.append(ExamImage(
                 dataset=DATASET, patient=client, study=study, view=view, laterality=lat,
-                path=str(dcm), image_id=sop, rois=tuple(rois.get(sop, ())),
+                path=str(dcm), image_id=sop, rois=tuple(rois),
                 birads=None, outcome=outcome))
     return table

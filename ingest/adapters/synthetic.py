@@ -53,6 +53,9 @@ def ensure_generated(cache_dir=None, *, patients: int = DEFAULT_PATIENTS, seed: 
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     params = generation_params(patients, seed, image_size, lesion_fraction)
     final = cache_dir / f"synthetic-{digest(params, 12)}"
+    # A generator killed half-way leaves its temporary folder (hundreds of MB): removed here
+    # once its process is gone (or after an hour, for a writer on another host).
+    publish.clean_stale(cache_dir, prefix="synthetic-")
     if (final / vindr.BREAST_CSV).is_file():
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,7 @@ class ExamTable:
     dataset: str
     images: list[ExamImage] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+    adjusted: list[Skip] = field(default_factory=list)   # kept, but changed (a clipped box)
 
     @property
     def read(self) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ingest.adapters.boxes import check_box, image_size, require_columns
 from ingest.adapters.table import ExamImage, ExamTable, Roi, Skip, normalise_birads
 
 DATASET = "vindr"
@@ -36,27 +37,59 @@ def _categories(text) -> list[str]:
     return [str(v) for v in value if str(v) and str(v) != "No Finding"]
 
 
-def _finite(*values) -> bool:
-    try:
-        return all(math.isfinite(float(v)) for v in values)
-    except (TypeError, ValueError):
-        return False
+BREAST_COLUMNS = ("study_id", "image_id", "laterality", "view_position")
+FINDING_COLUMNS = ("image_id", "xmin", "ymin", "xmax", "ymax")
+BOX_COLUMNS = ("xmin", "ymin", "xmax", "ymax")
 
 
-def read_findings(root: Path) -> dict[str, list[Roi]]:
-    """image_id → ROIs (boxes in original pixels). A finding without a box is no ROI."""
+def _read_table(path: Path, needed) -> list[dict]:
+    """The CSV's rows as dicts of text; a missing column is an error naming the file and it."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    require_columns(list(frame.columns), needed, path)
+    return frame.to_dict("records")
+
+
+def read_findings(root: Path, sizes=None) -> tuple[dict, dict, list[Skip]]:
+    """image_id → ROIs (boxes in original pixels), image_id → box problems, clipped boxes.
+
+    A finding without a box (all four cells empty) is no ROI. A box that cannot be used is a
+    problem of its image (named by the file, the line, the column and the value); a box that
+    reaches past the image (``sizes``: image_id → (height, width) or None, a mapping or a
+    callable) is clipped and reported.
+    """
     path = root / FINDING_CSV
     if not path.exists():
-        return {}
+        return {}, {}, []
+    size_of = sizes if callable(sizes) else (sizes or {}).get
     rois: dict[str, list[Roi]] = {}
-    for row in pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records"):
-        if not _finite(row.get("xmin"), row.get("ymin"), row.get("xmax"), row.get("ymax")):
+    problems: dict[str, list[tuple[str, str]]] = {}
+    clipped: list[Skip] = []
+    for line, row in enumerate(_read_table(path, FINDING_COLUMNS), start=2):
+        image_id = row["image_id"]
+        check = check_box(row, BOX_COLUMNS, f"{FINDING_CSV} line {line}", size_of(image_id))
+        if check.problem:
+            problems.setdefault(image_id, []).append((check.problem, check.detail))
             continue
+        if check.box is None:
+            continue
+        if check.clipped:
+            clipped.append(Skip(image_id, "clipped box", check.clipped))
         labels = _categories(row.get("finding_categories")) or ["Finding"]
-        box = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
-        rois.setdefault(row["image_id"], []).append(
-            Roi(box=box, label="|".join(labels), birads=normalise_birads(row.get("finding_birads"))))
-    return rois
+        rois.setdefault(image_id, []).append(
+            Roi(box=check.box, label="|".join(labels),
+                birads=normalise_birads(row.get("finding_birads"))))
+    return rois, problems, clipped
+
+
+def header_size(path: Path) -> tuple[float, float] | None:
+    """(Rows, Columns) of a DICOM file's header, or None when it cannot be read."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
+    except Exception:  # noqa: BLE001 - an unreadable file is reported when its pixels are read
+        return None
+    return image_size(ds.get("Rows"), ds.get("Columns"))
 
 
 def header_patient(path: Path) -> str:
@@ -76,20 +109,37 @@ def load(root, patient_from_header: bool = True) -> ExamTable:
     if not breast.exists():
         raise FileNotFoundError(f"{breast}: not found (is --root a VinDr-Mammo folder?)")
     table = ExamTable(DATASET)
-    findings = read_findings(root)
-    for row in pd.read_csv(breast, dtype=str, keep_default_na=False).to_dict("records"):
-        study, image_id = row.get("study_id", ""), row.get("image_id", "")
+    rows = _read_table(breast, BREAST_COLUMNS)
+    paths = {row["image_id"]: root / "images" / row["study_id"] / f"{row['image_id']}.dicom"
+             for row in rows}
+    sizes = {row["image_id"]: image_size(row.get("height"), row.get("width")) for row in rows}
+
+    def size_of(image_id):
+        # The table's height and width, else the image's header (read only for boxed images).
+        if sizes.get(image_id) is None and image_id in paths:
+            sizes[image_id] = header_size(paths[image_id])
+        return sizes.get(image_id)
+
+    findings, box_problems, clipped = read_findings(root, size_of)
+    table.adjusted.extend(Skip(str(paths[c.item]), c.reason, c.detail)
+                          for c in clipped if c.item in paths)
+    for row in rows:
+        study, image_id = row["study_id"], row["image_id"]
         path = root / "images" / study / f"{image_id}.dicom"
-        lat = str(row.get("laterality", "")).strip().upper()[:1]
-        view = str(row.get("view_position", "")).strip().upper()
+        lat = str(row["laterality"]).strip().upper()[:1]
+        view = str(row["view_position"]).strip().upper()
         if lat not in ("L", "R"):
-            table.skipped.append(Skip(str(path), "missing laterality", f"laterality={row.get('laterality')!r}"))
+            table.skipped.append(Skip(str(path), "missing laterality", f"laterality={row['laterality']!r}"))
             continue
         if view not in ("CC", "MLO"):
-            table.skipped.append(Skip(str(path), "unknown view", f"view_position={row.get('view_position')!r}"))
+            table.skipped.append(Skip(str(path), "unknown view", f"view_position={row['view_position']!r}"))
             continue
         if not path.is_file():
             table.skipped.append(Skip(str(path), "missing file"))
+            continue
+        if image_id in box_problems:
+            reasons = box_problems[image_id]
+            table.skipped.append(Skip(str(path), reasons[0][0], "; ".join(d for _, d in reasons)))
             continue
         table.images.append(ExamImage(
             dataset=DATASET, view=view, study=study,
