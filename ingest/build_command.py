@@ -46,6 +46,8 @@ def _common(p) -> None:
                       help="synthetic: number of patients (default 24)")
     data.add_argument("--image-size", type=shape_arg, metavar="HxW",
                       help="synthetic: generated image size (default 1280x1024)")
+    data.add_argument("--lesion-fraction", type=fraction, default=None, metavar="F",
+                      help="synthetic: share of patients with lesions (default 0.3)")
     data.add_argument("--cache-dir", help="cache folder for the synthetic dataset and the "
                       "registered pairs (default $MAMMO_PAIRS_CACHE or ~/.cache/mammo-pairs)")
 
@@ -130,7 +132,8 @@ def config_from_args(args):
         manifest_csv=args.manifest_csv, stride=args.stride, fmt=args.fmt, seed=args.seed,
         shard_size=args.shard_size, out_shape=tuple(args.out_shape), quality=quality,
         registration=RegistrationSettings(transform=args.transform), cache_dir=args.cache_dir,
-        patients=args.patients, image_size=args.image_size, workers=args.workers,
+        patients=args.patients, image_size=args.image_size,
+        lesion_fraction=args.lesion_fraction, workers=args.workers,
         threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
         progress=args.progress, **extra)
 

@@ -79,6 +79,7 @@ class BuildConfig:
     cache_dir: str | None = None
     patients: int | None = None                      # synthetic only
     image_size: tuple | None = None                  # synthetic only
+    lesion_fraction: float | None = None             # synthetic only (None: the generator's)
     workers: int | None = None
     threads_per_worker: int = 1
     scheduler: str | None = None
@@ -110,11 +111,14 @@ class BuildConfig:
 
     def _synthetic_params(self) -> dict:
         if self.dataset != "synthetic":
-            return {"patients": None, "image_size": None}
+            return {"patients": None, "image_size": None, "lesion_fraction": None}
         from ingest.adapters import synthetic
 
+        fraction = synthetic.DEFAULT_LESION_FRACTION if self.lesion_fraction is None \
+            else self.lesion_fraction
         return {"patients": int(self.patients or synthetic.DEFAULT_PATIENTS),
-                "image_size": list(self.image_size or synthetic.DEFAULT_IMAGE_SIZE)}
+                "image_size": list(self.image_size or synthetic.DEFAULT_IMAGE_SIZE),
+                "lesion_fraction": float(fraction)}
 
 
 # ------------------------------------------------------------------ the register task
@@ -336,6 +340,7 @@ def _exams_and_pairs(config: BuildConfig, rep, cache_root: Path):
         table = load_exams(config.dataset, config.root, manifest=config.manifest_csv,
                            cache_dir=cache_root, patients=config.patients, seed=0,
                            image_size=config.image_size,
+                           lesion_fraction=config.lesion_fraction,
                            workers=config.workers or os.cpu_count() or 1)
     rep.exams(table)
     with rep.stage("pairs"):

@@ -13,12 +13,13 @@ __all__ = ["DATASETS", "ExamImage", "ExamTable", "Roi", "Skip", "load_exams", "n
 
 
 def load_exams(dataset: str, root=None, *, manifest=None, cache_dir=None, patients=None,
-               seed: int = 0, image_size=None, workers: int = 1) -> ExamTable:
+               seed: int = 0, image_size=None, lesion_fraction=None,
+               workers: int = 1) -> ExamTable:
     """The exam table of ``dataset``.
 
     ``root``: the dataset folder (vindr, optimam, dicom). ``manifest``: CSV for ``dicom``.
-    ``cache_dir``, ``patients``, ``seed``, ``image_size``, ``workers``: the synthetic dataset's
-    cache folder and generation parameters (``patients``/``image_size`` None = defaults).
+    ``cache_dir``, ``patients``, ``seed``, ``image_size``, ``lesion_fraction``, ``workers``: the
+    synthetic dataset's cache folder and generation parameters (None = defaults).
     """
     if dataset == "synthetic":
         from ingest.adapters import synthetic
@@ -28,6 +29,8 @@ def load_exams(dataset: str, root=None, *, manifest=None, cache_dir=None, patien
             kwargs["patients"] = patients
         if image_size:
             kwargs["image_size"] = tuple(image_size)
+        if lesion_fraction is not None:
+            kwargs["lesion_fraction"] = float(lesion_fraction)
         return synthetic.load(cache_dir, **kwargs)
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")

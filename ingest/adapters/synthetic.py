@@ -23,6 +23,7 @@ from ingest.cache import digest
 
 DATASET = "synthetic"
 DEFAULT_PATIENTS = 24
+DEFAULT_LESION_FRACTION = 0.3
 DEFAULT_IMAGE_SIZE = (1280, 1024)     # modest: normalised to 1152x896 anyway
 GENERATOR_VERSION = 1
 
@@ -44,7 +45,8 @@ def generation_params(patients: int, seed: int, image_size, lesion_fraction: flo
 
 
 def ensure_generated(cache_dir=None, *, patients: int = DEFAULT_PATIENTS, seed: int = 0,
-                     image_size=DEFAULT_IMAGE_SIZE, lesion_fraction: float = 0.3,
+                     image_size=DEFAULT_IMAGE_SIZE,
+                     lesion_fraction: float = DEFAULT_LESION_FRACTION,
                      workers: int = 1, progress: bool = False) -> Path:
     """The folder of the synthetic dataset for these parameters, generated if missing."""
     from ingest.synth import generate
