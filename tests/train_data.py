@@ -1,0 +1,19 @@
+"""Small pair shard sets with train and val splits for the training tests."""
+from __future__ import annotations
+
+from shards import manifest, sampledata, writer
+
+
+def split_set(root, counts=None, size=16, fmt="png") -> str:
+    """One shard set holding several splits (``counts``: split -> samples per shard)."""
+    counts = counts or {"train": (12, 12), "val": (8,)}
+    records, start = [], 0
+    for split, per_shard in counts.items():
+        for index, count in enumerate(per_shard):
+            samples = sampledata.pair_samples(count, size, fmt, seed=start + 1, split=split,
+                                              start=start)
+            records.append(writer.write_shard(samples, root, split, index))
+            start += count
+    manifest.write_manifest(root, manifest.build_manifest(records, {"size": size, "bits": 12,
+                                                                    "format": fmt}))
+    return str(root)
