@@ -249,6 +249,7 @@ class TrainResult:
     best: dict
     seconds: float
     last_loss: float | None
+    mixtures: list = field(default_factory=list)    # state dicts of the mixtures in use
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -353,7 +354,8 @@ def train(config: TrainConfig, *, resume: bool = False, stop_at: int = 0,
         save("last.pt")
     bar.close()
     seconds = time.perf_counter() - started
-    result = TrainResult(step, epoch, best, seconds, last_loss)
+    result = TrainResult(step, epoch, best, seconds, last_loss,
+                         [m.state_dict() for m in run.mixtures])
     if main and step >= run.total_steps:
         summary = {"steps": step, "epochs": epoch, "best": best, "last_loss": last_loss,
                    "train_seconds": round(seconds, 3), "encoder": config.encoder,
