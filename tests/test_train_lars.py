@@ -9,6 +9,7 @@ from torch import nn
 
 from train.encoders import make_encoder
 from train.lars import LARS, param_groups, warmup_cosine
+from train_data import one_torch_thread  # noqa: F401 (fixture)
 
 
 def test_groups_exclude_batchnorm_and_bias():

@@ -8,6 +8,7 @@ import torch
 
 from train import losses
 from train.methods import siamese
+from train_data import one_torch_thread  # noqa: F401 (fixture)
 
 
 def _logit(q: float) -> float:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from train.mixture import Mixture, fit_mixture, from_state
+from train_data import one_torch_thread  # noqa: F401 (fixture)
 
 
 def _distances(seed=0, n_low=400, n_high=100):

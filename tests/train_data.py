@@ -1,6 +1,9 @@
 """Small pair shard sets with train and val splits for the training tests."""
 from __future__ import annotations
 
+import pytest
+import torch
+
 from shards import manifest, sampledata, writer
 
 
@@ -17,3 +20,13 @@ def split_set(root, counts=None, size=16, fmt="png") -> str:
     manifest.write_manifest(root, manifest.build_manifest(records, {"size": size, "bits": 12,
                                                                     "format": fmt}))
     return str(root)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is several times faster
+    than two contending threads (imported by the training test modules)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -63,6 +63,8 @@ class TrainConfig:
     checkpoint_every: int = _opt(0, "also write last.pt every N steps (0: end of epochs only)")
     eval_every: int = _opt(1, "validation pair AUC every N epochs (0: never)")
     val_max_pairs: int = _opt(0, "validation pairs scored (0: all)")
+    val_bootstrap: int = _opt(200, "bootstrap resamples for the validation AUC's interval "
+                              "(0: none)")
     log_every: int = _opt(1, "a training row in metrics.jsonl every N steps")
 
     def __post_init__(self):
@@ -74,7 +76,8 @@ class TrainConfig:
             raise ValueError(f"batch_size {self.batch_size} must be a positive multiple of "
                              f"sub_batches {self.sub_batches}")
         for name in ("epochs", "max_steps", "refit_epochs", "refit_steps", "checkpoint_every",
-                     "eval_every", "workers", "mixture_max_pairs", "val_max_pairs"):
+                     "eval_every", "workers", "mixture_max_pairs", "val_max_pairs",
+                     "val_bootstrap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:

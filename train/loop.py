@@ -207,7 +207,7 @@ def validate(run: Run, val_loader) -> dict:
     q_score = 1.0 - scores.q.mean(axis=0)
     d_score = np.mean([m.posterior_high(scores.d[k]) for k, m in enumerate(run.mixtures)],
                       axis=0)
-    result = averaged_pair_auc(scores.area, q_score)
+    result = averaged_pair_auc(scores.area, q_score, n_bootstrap=run.config.val_bootstrap)
     d_result = averaged_pair_auc(scores.area, d_score, n_bootstrap=0)
     return {"pair_auc": _num(result.auc), "ci_low": _num(result.ci_low),
             "ci_high": _num(result.ci_high), "pair_auc_d": _num(d_result.auc),
