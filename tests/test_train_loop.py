@@ -125,3 +125,33 @@ def test_command_trains_and_resumes(shard_root, tmp_path, capsys):
     assert main(["siamese", "--out", out, "--resume", "--no-progress"]) == 0
     assert "3 steps, 1 epochs" in capsys.readouterr().out
     assert [s for s, _ in _losses(out)] == [1, 2, 3]
+
+
+def test_resume_from_a_checkpoint_taken_before_the_epochs_end(shard_root, tmp_path,
+                                                                monkeypatch):
+    """``checkpoint_every`` can save at an epoch's last step, before the refit and validation
+    of that epoch's end: resuming from there runs them and matches the uninterrupted run."""
+    import shutil
+
+    saves = []
+    real_save = checkpoint.save_checkpoint
+
+    def spy(path, state):
+        real_save(path, state)
+        copy = tmp_path / f"save{len(saves)}.pt"
+        shutil.copy(path, copy)
+        saves.append((state["step"], state["loader"]["batches_done"], copy))
+
+    monkeypatch.setattr(loop.ckpt, "save_checkpoint", spy)
+    config = _config(shard_root, tmp_path / "whole", epochs=2, checkpoint_every=3)
+    loop.train(config, progress=False)
+    (early,) = [copy for step, done, copy in saves if step == 3 and done == 3]
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for name in ("config.json", "metrics.jsonl"):
+        shutil.copy(tmp_path / "whole" / name, crashed / name)
+    shutil.copy(early, crashed / "last.pt")
+    loop.train(config.replace(out=str(crashed)), resume=True, progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k and  # noqa: E731
+                           k != "steps_per_s"} for r in rows]
+    assert strip(loop.read_metrics(crashed)) == strip(loop.read_metrics(tmp_path / "whole"))

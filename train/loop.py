@@ -46,12 +46,20 @@ class MetricsLog:
     def __init__(self, path, enabled: bool = True):
         self.path, self.enabled = Path(path), enabled
 
-    def truncate_after(self, step: int) -> None:
-        """On resume: drop rows written after the checkpoint's step (they will be redone)."""
+    def truncate_after(self, step: int, epoch: int = 0) -> None:
+        """On resume: drop rows written after the checkpoint (they will be redone): later
+        steps, and the end-of-epoch rows of its own step when it was taken before that epoch's
+        end was handled (those rows carry the next epoch's number)."""
         if not self.enabled or not self.path.exists():
             return
+
+        def kept(row: dict) -> bool:
+            at = row.get("step", 0)
+            return at < step or (at == step and (row.get("kind") == "train" or
+                                                 row.get("epoch", 0) <= epoch))
+
         rows = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+                if line.strip() and kept(json.loads(line))]
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(r + "\n" for r in rows))
         tmp.replace(self.path)
@@ -278,7 +286,7 @@ def train(config: TrainConfig, *, resume: bool = False, stop_at: int = 0,
     step, epoch, best = 0, 0, {"pair_auc": None, "step": None}
     if resume:
         step, epoch, best = restore(run, ckpt.load_checkpoint(out / "last.pt"))
-        log.truncate_after(step)
+        log.truncate_after(step, epoch)
     else:
         if main:
             tmp = out / "config.json.tmp"
