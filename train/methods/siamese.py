@@ -103,7 +103,7 @@ def score_pairs(model, loader, device="cpu", max_pairs=None, keep_embeddings=Fal
     count = 0
     try:
         for batch in loader:
-            real = ~batch["is_pad"]
+            real = (~batch["is_pad"]).cpu()
             left = batch["left"].to(device, non_blocking=True)
             right = batch["right"].to(device, non_blocking=True)
             with (autocast() if autocast is not None else nullcontext()):
@@ -111,8 +111,8 @@ def score_pairs(model, loader, device="cpu", max_pairs=None, keep_embeddings=Fal
             mask = real.to(device)
             ds.append(torch.stack([o.d.float()[mask] for o in outputs]).cpu())
             qs.append(torch.stack([torch.sigmoid(o.logit.float())[mask] for o in outputs]).cpu())
-            areas.append(batch["area"][real.cpu()].float())
-            keep = real.cpu().tolist()
+            areas.append(batch["area"].cpu()[real].float())
+            keep = real.tolist()
             keys += [k for k, r in zip(batch["key"], keep) if r]
             if keep_meta:
                 metas += [m for m, r in zip(batch["meta"], keep) if r]
