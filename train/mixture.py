@@ -215,6 +215,10 @@ class ConstantPosterior:
             return torch.full_like(d, self.p)
         return np.full(np.shape(d), self.p, dtype=np.float64)
 
+    def components(self) -> list:
+        """No components: nothing was fitted."""
+        return []
+
     def state_dict(self) -> dict:
         return {"kind": "constant", "p": self.p}
 
