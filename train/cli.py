@@ -11,6 +11,7 @@ from shards.cmdline import Parser, run_main
 COMMAND_MODULES = (
     "train.siamese_command",     # train siamese
     "train.bench_command",       # train bench
+    "train.eval_commands",       # train evaluate, train linear-eval, train report
 )
 
 

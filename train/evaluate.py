@@ -55,13 +55,14 @@ class PairEvaluation:
 
 
 def pair_loader(shards, split: str, *, batch_size: int = 256, workers: int = 0,
-                device=None, cache_dir=None, endpoint=None):
-    """A pairs loader over ``split`` without augmentation (patch at its stored size)."""
+                device=None, cache_dir=None, endpoint=None, size=None):
+    """A pairs loader over ``split`` without augmentation: the whole patch, resized to ``size``
+    (the run's input size; None: the stored size)."""
     from loaders import AugmentSpec, make_loader
     from loaders.sources import open_shard_set
 
     shard_set = open_shard_set(shards, split, endpoint=endpoint)
-    size = int(shard_set.params.get("size") or 96)
+    size = int(size or shard_set.params.get("size") or 96)
     return make_loader(shard_set, mode="pairs", backend="torch", batch_size=batch_size,
                        augment=AugmentSpec.identity(size), workers=workers, seed=0,
                        device=device, split=split, cache_dir=cache_dir, endpoint=endpoint)
@@ -69,13 +70,13 @@ def pair_loader(shards, split: str, *, batch_size: int = 256, workers: int = 0,
 
 def score_split(model, shards, split: str, *, batch_size: int = 256, workers: int = 0,
                 device: str = "cpu", max_pairs=None, keep_embeddings: bool = False,
-                cache_dir=None, endpoint=None):
-    """``score_pairs`` of ``model`` over one split (CORE's single eval-mode pass)."""
+                cache_dir=None, endpoint=None, size=None):
+    """``score_pairs`` of ``model`` over one split: one eval-mode pass, padding dropped."""
     from train.methods.siamese import score_pairs
 
     loader = pair_loader(shards, split, batch_size=batch_size, workers=workers,
                          device=None if device == "cpu" else device, cache_dir=cache_dir,
-                         endpoint=endpoint)
+                         endpoint=endpoint, size=size)
     try:
         return score_pairs(model, loader, device=device, max_pairs=max_pairs,
                            keep_embeddings=keep_embeddings, keep_meta=True)
@@ -110,14 +111,14 @@ def random_model(encoder: str, seed: int = 0):
 def evaluate_model(model, shards, splits=SPLITS, *, max_pairs=None, keep_embeddings=False,
                    n_bootstrap: int = metrics.DEFAULT_BOOTSTRAP, workers: int = 0,
                    batch_size: int = 256, device: str = "cpu", cache_dir=None,
-                   endpoint=None) -> dict:
+                   endpoint=None, size=None) -> dict:
     """``{split: PairEvaluation}`` of ``model`` on each split of ``shards``."""
     out = {}
     for split in splits:
         scores = score_split(model, shards, split, batch_size=batch_size, workers=workers,
                              device=device, max_pairs=max_pairs,
                              keep_embeddings=keep_embeddings, cache_dir=cache_dir,
-                             endpoint=endpoint)
+                             endpoint=endpoint, size=size)
         out[split] = pair_aucs(scores, split, n_bootstrap=n_bootstrap)
     return out
 
@@ -137,7 +138,8 @@ def evaluate_run(run_dir, *, shards=None, splits=SPLITS, which: str = "best", ma
     shards = shards or run.config.shards
     common = {"max_pairs": max_pairs, "n_bootstrap": n_bootstrap, "workers": workers,
               "batch_size": batch_size, "device": device,
-              "cache_dir": run.config.cache_dir, "endpoint": run.config.endpoint}
+              "cache_dir": run.config.cache_dir, "endpoint": run.config.endpoint,
+              "size": run.config.size}
     trained = evaluate_model(run.model.to(device).eval(), shards, splits,
                              keep_embeddings=True, **common)
     result = {"run": os.fspath(run_dir), "checkpoint": which, "step": run.step,

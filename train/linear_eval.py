@@ -68,13 +68,14 @@ def encoders_of(model) -> list[nn.Module]:
 
 
 def labelled_loader(shards, split: str, *, batch_size: int = 256, workers: int = 0,
-                    device=None, cache_dir=None, endpoint=None):
-    """A labelled-patch loader over ``split`` without augmentation."""
+                    device=None, cache_dir=None, endpoint=None, size=None):
+    """A labelled-patch loader over ``split`` without augmentation: the whole patch resized
+    to ``size`` (the encoder's training input size; None: the stored size)."""
     from loaders import AugmentSpec, make_loader
     from loaders.sources import open_shard_set
 
     shard_set = open_shard_set(shards, split, endpoint=endpoint)
-    size = int(shard_set.params.get("size") or 96)
+    size = int(size or shard_set.params.get("size") or 96)
     return make_loader(shard_set, mode="labelled", backend="torch", batch_size=batch_size,
                        augment=AugmentSpec.identity(size), workers=workers, seed=0,
                        device=device, split=split, cache_dir=cache_dir, endpoint=endpoint)
@@ -174,7 +175,7 @@ def aucs_to_dict(aucs: dict) -> dict:
 def evaluate_encoders(model, shards, task: str, *, config: HeadConfig = HeadConfig(),
                       splits=REPORT_SPLITS, workers: int = 0, batch_size: int = 256,
                       device: str = "cpu", n_bootstrap: int = metrics.DEFAULT_BOOTSTRAP,
-                      cache_dir=None, endpoint=None) -> dict:
+                      cache_dir=None, endpoint=None, size=None) -> dict:
     """Embed ``train`` and ``splits`` once, fit the probe on ``train``, AUCs on each split."""
     classes = TASK_CLASSES[task]
     encoders = encoders_of(model)
@@ -182,7 +183,7 @@ def evaluate_encoders(model, shards, task: str, *, config: HeadConfig = HeadConf
     for split in (HEAD_SPLIT, *splits):
         loader = labelled_loader(shards, split, batch_size=batch_size, workers=workers,
                                  device=None if device == "cpu" else device,
-                                 cache_dir=cache_dir, endpoint=endpoint)
+                                 cache_dir=cache_dir, endpoint=endpoint, size=size)
         try:
             data[split] = embed(encoders, loader, device)
         finally:
@@ -234,6 +235,7 @@ def linear_eval_run(run_dir, shards, task: str, *, config: HeadConfig = HeadConf
               "checkpoint": which, "step": run.step, "encoder": run.config.encoder,
               "head_split": HEAD_SPLIT, "report_split": REPORT_SPLITS[0],
               "head": dataclasses.asdict(config), "classes": TASK_CLASSES[task]}
+    options.setdefault("size", run.config.size)
     trained = evaluate_encoders(run.model, shards, task, config=config, **options)
     result["counts"] = trained.pop("counts")
     result["trained"] = trained

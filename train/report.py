@@ -199,7 +199,8 @@ def make_figures(run_dir, run, shards, objects=None, *, hist_pairs: int = 5000,
 
     out_dir = Path(run_dir) / "figures"
     written = []
-    common = {"cache_dir": run.config.cache_dir, "endpoint": run.config.endpoint, **options}
+    common = {"cache_dir": run.config.cache_dir, "endpoint": run.config.endpoint,
+              "size": run.config.size, **options}
     train_scores = score_split(run.model, shards, run.config.split, max_pairs=hist_pairs,
                                **common)
     if len(train_scores.area):
