@@ -38,6 +38,9 @@ def test_two_ranks_read_disjoint_samples_and_share_the_mixture(tmp_path):
     assert ranks[0]["mixtures"] == ranks[1]["mixtures"]
     assert ranks[0]["posterior"] == ranks[1]["posterior"]
     assert all(m["n"] == 24 for m in ranks[0]["mixtures"])
+    # and the same label P for every training pair, whichever rank scored it
+    assert ranks[0]["labels"] == ranks[1]["labels"]
+    assert sorted(ranks[0]["labels"]) == sorted(keys[0] | keys[1])
     assert ranks[0]["saved_step"] == 6
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "train"] == list(range(1, 7))

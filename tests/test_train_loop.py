@@ -9,7 +9,7 @@ import torch
 from train import checkpoint, loop
 from train.cli import main
 from train.config import TrainConfig
-from train.mixture import fit_mixture
+from train.methods import siamese
 from train_data import one_torch_thread, split_set  # noqa: F401 (fixture)
 
 
@@ -37,11 +37,13 @@ def test_four_sub_batches_give_the_batchs_gradient(shard_root, tmp_path):
     """On a BatchNorm-free encoder, accumulating 4 sub-batches equals one batch's gradient
     (padding slots included in the batch and left out of both)."""
     grads = []
+    labels = torch.rand(2, 8, generator=torch.Generator().manual_seed(1)).numpy()
     for parts in (1, 4):
         run = loop.build(_config(shard_root, tmp_path, sub_batches=parts))
-        d = torch.linspace(0.0, 1.0, 50).numpy()
-        run.mixtures = [fit_mixture(d ** 2, "gmm"), fit_mixture(d, "gmm")]
-        loop.train_step(run, _batch())
+        batch = _batch()
+        batch["key"] = [f"k{i}" for i in range(8)]
+        run.labels = siamese.PairLabels(batch["key"], labels)
+        loop.train_step(run, batch)
         grads.append([p.grad.clone() for p in run.model.parameters()])
         run.loader.close()
     for one, four in zip(*grads):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,19 +50,20 @@ def test_saturated_q_gives_a_finite_loss():
     assert l2.item() == pytest.approx(0.0, abs=1e-6)
 
 
-class _Fixed:
-    """A mixture stand-in whose posterior is a fixed vector."""
-
-    def __init__(self, p):
-        self.p = torch.tensor(p)
-
-    def posterior_high(self, d):
-        return self.p
-
-
-def test_the_method_cross_uses_the_networks_posteriors():
+def test_the_method_cross_uses_the_networks_labels():
     out1 = siamese.SiameseOutput(None, None, torch.zeros(1), torch.tensor([_logit(0.8)]))
     out2 = siamese.SiameseOutput(None, None, torch.zeros(1), torch.tensor([_logit(0.4)]))
-    l1, l2 = siamese.loss_terms((out1, out2), [_Fixed([0.9]), _Fixed([0.3])],
-                                torch.ones(1), torch.tensor(1.0))
+    p = torch.tensor([[0.9], [0.3]])                     # P1, P2
+    l1, l2 = siamese.loss_terms((out1, out2), p, torch.ones(1), torch.tensor(1.0))
     assert (l1.item(), l2.item()) == (pytest.approx(L1, abs=1e-5), pytest.approx(L2, abs=1e-5))
+
+
+def test_pair_labels_by_key():
+    labels = siamese.PairLabels(["a", "b", "c"], np.array([[0.1, 0.2, 0.3], [0.9, 0.8, 0.7]]))
+    got = labels.lookup(["c", "a", "c"])
+    assert got.shape == (2, 3)
+    np.testing.assert_allclose(got.numpy(), [[0.3, 0.1, 0.3], [0.7, 0.9, 0.7]], rtol=1e-6)
+    again = siamese.PairLabels.from_state_dict(labels.state_dict())
+    np.testing.assert_array_equal(again.lookup(["b"]).numpy(), labels.lookup(["b"]).numpy())
+    with pytest.raises(KeyError, match="no label"):
+        labels.lookup(["d"])

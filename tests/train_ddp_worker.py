@@ -28,6 +28,8 @@ def main() -> None:
               "steps": result.steps, "mixtures": result.mixtures,
               "posterior": [from_state(m).posterior_high(grid).tolist()
                             for m in result.mixtures],
+              "labels": {k: result.labels.p[:, i].tolist()
+                         for i, k in enumerate(result.labels.keys.tolist())},
               "saved_step": load_checkpoint(f"{config.out}/last.pt")["step"]}
     with open(f"{config.out}/rank{info.rank}.json", "w") as f:
         json.dump(record, f)

@@ -41,7 +41,8 @@ class TrainConfig:
                         "constant P for every pair")
     refit_epochs: int = _opt(1, "refit the mixtures after every N epochs (0: never)")
     refit_steps: int = _opt(0, "also refit every N steps (0: off)")
-    mixture_max_pairs: int = _opt(0, "pairs of the training set scored per refit (0: all)")
+    mixture_max_pairs: int = _opt(0, "distances the mixture is fitted on, a seeded subset "
+                                  "(0: all); every pair is still scored for its label")
     # optimisation
     batch_size: int = _opt(256, "pairs per optimiser step on each rank")
     sub_batches: int = _opt(1, "split each step's batch into N sub-batches (gradient "

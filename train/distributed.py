@@ -89,3 +89,12 @@ def broadcast_object(obj, info: DistInfo, src: int = 0):
     dist.broadcast_object_list(box, src=src,
                                device=info.device if info.device.type == "cuda" else None)
     return box[0]
+
+
+def gather_objects(obj, info: DistInfo) -> list:
+    """Every rank's picklable ``obj``, in rank order, on every rank."""
+    if not info.active:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out

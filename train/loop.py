@@ -11,9 +11,10 @@ losses (same seed, same worker count; on the CPU bit for bit).
 
 Mixture refits (``refit_epochs``, ``refit_steps``) score the training set in eval mode with an
 unaugmented loader of its own (the training loader's position is untouched); every rank scores
-its own part, the distances are gathered from all ranks and rank 0's fit is broadcast, so every
-rank uses the same P. Before the first refit P comes from ``prior_p``: by default ("fit") the
-mixture is fitted on the untrained encoders' distances before step 0. A random convolutional
+its own part, the distances and keys are gathered from all ranks, rank 0's fit is broadcast, and
+every rank derives the same label P for every pair (``siamese.PairLabels``), used until the next
+refit. Before the first refit P comes from ``prior_p``: by default ("fit") the mixture is fitted
+on the untrained encoders' distances before step 0. A random convolutional
 encoder already maps patches that differ in content (a lesion on one side) further apart than
 matching tissue, so the first labels carry the signal the method bootstraps from; a constant P
 would teach q only that constant for a whole epoch.
@@ -114,6 +115,7 @@ class Run:
     total_steps: int
     autocast: object
     mixtures: list = field(default_factory=list)
+    labels: siamese.PairLabels | None = None    # None: the constant prior, before any fit
 
 
 def build(config: TrainConfig, info: distributed.DistInfo | None = None) -> Run:
@@ -152,55 +154,68 @@ def train_step(run: Run, batch: dict) -> dict:
         right = right.contiguous(memory_format=torch.channels_last)
     weight = (~batch["is_pad"]).to(device, torch.float32)
     normaliser = weight.sum().clamp_min(1.0)
+    p = batch_labels(run, batch["key"], device)
     for opt in run.optimizers:
         opt.zero_grad(set_to_none=True)
     parts = config.sub_batches
-    chunks = zip(left.chunk(parts), right.chunk(parts), weight.chunk(parts))
+    chunks = zip(left.chunk(parts), right.chunk(parts), weight.chunk(parts), p.chunk(parts, 1))
     totals = torch.zeros(2, device=device)
-    p_sum = torch.zeros(2, device=device)
-    for i, (l, r, w) in enumerate(chunks):
+    for i, (l, r, w, pp) in enumerate(chunks):
         last = i == parts - 1
         sync = run.forward.no_sync if (run.info.active and not last and
                                        hasattr(run.forward, "no_sync")) else nullcontext
         with sync():
             with run.autocast():
                 outputs = run.forward(l, r)
-            l1, l2 = siamese.loss_terms(outputs, run.mixtures, w, normaliser)
+            l1, l2 = siamese.loss_terms(outputs, pp, w, normaliser)
             (0.5 * (l1 + l2)).backward()
         totals += torch.stack([l1.detach(), l2.detach()])
-        p_sum += torch.stack([(p * w).sum() for p in siamese.labels(outputs, run.mixtures)])
     lr = run.optimizers[0].param_groups[0]["lr"]
     for opt, sched in zip(run.optimizers, run.schedulers):
         opt.step()
         sched.step()
     return {"lr": lr, "loss": totals.mean(), "loss1": totals[0], "loss2": totals[1],
-            "p_mean": p_sum / normaliser, "pairs": normaliser}
+            "p_mean": (p * weight).sum(dim=1) / normaliser, "pairs": normaliser}
 
 
-def refit_mixtures(run: Run, score_loader, *, seed: int) -> tuple[list, list[dict]]:
-    """Score the training set in eval mode on every rank, gather D from all ranks, fit one
-    mixture per network on rank 0 and broadcast it. Returns ``(mixtures, log rows)``."""
+def batch_labels(run: Run, keys, device) -> torch.Tensor:
+    """``[2, B]``: the pairs' labels from the last refit, or the constant prior before one."""
+    if run.labels is not None:
+        return run.labels.lookup(keys, device)
+    return torch.tensor([[m.p] * len(keys) for m in run.mixtures], device=device)
+
+
+def refit_mixtures(run: Run, score_loader, *, seed: int):
+    """Score the training set in eval mode on every rank, gather D and keys from all ranks, fit
+    one mixture per network on rank 0 (on at most ``mixture_max_pairs`` distances, a seeded
+    subset), broadcast it, and label every pair. Returns ``(mixtures, labels, log rows)``."""
     config, info = run.config, run.info
     start = time.perf_counter()
     score_loader.set_epoch(0)
-    limit = config.mixture_max_pairs // info.world_size if config.mixture_max_pairs else None
-    scores = siamese.score_pairs(run.model, score_loader, info.device, max_pairs=limit,
-                                 autocast=run.autocast)
+    scores = siamese.score_pairs(run.model, score_loader, info.device, autocast=run.autocast)
+    d = np.stack([distributed.gather_concat(scores.d[k], info) for k in range(2)])
+    keys = [k for part in distributed.gather_objects(scores.keys, info) for k in part]
     score_seconds = time.perf_counter() - start
-    gathered = [distributed.gather_concat(scores.d[k], info) for k in range(2)]
     start = time.perf_counter()
     states = None
     if info.is_main:
-        states = [mixture_mod.fit_mixture(d, config.mixture, seed=seed).state_dict()
-                  for d in gathered]
+        fit_on = d
+        if config.mixture_max_pairs and d.shape[1] > config.mixture_max_pairs:
+            pick = np.random.default_rng(seed).choice(d.shape[1], config.mixture_max_pairs,
+                                                      replace=False)
+            fit_on = d[:, np.sort(pick)]
+        states = [mixture_mod.fit_mixture(fit_on[k], config.mixture, seed=seed).state_dict()
+                  for k in range(2)]
     states = distributed.broadcast_object(states, info)
-    fit_seconds = time.perf_counter() - start
     mixtures = [mixture_mod.Mixture.from_state_dict(s) for s in states]
+    labels = siamese.PairLabels.from_scores(keys, d, mixtures)
+    fit_seconds = time.perf_counter() - start
     rows = [{**m.summary(), "kind": "mixture", "mixture": m.kind, "net": k + 1,
              "score_seconds": round(score_seconds, 4), "fit_seconds": round(fit_seconds, 4),
-             "seconds": round(score_seconds + fit_seconds, 4)}
+             "seconds": round(score_seconds + fit_seconds, 4), "pairs_labelled": len(labels),
+             "p_mean": float(labels.p[k].mean())}
             for k, m in enumerate(mixtures)]
-    return mixtures, rows
+    return mixtures, labels, rows
 
 
 def validate(run: Run, val_loader) -> dict:
@@ -233,6 +248,7 @@ def state_of(run: Run, *, step: int, epoch: int, best: dict) -> dict:
             "optimizers": [o.state_dict() for o in run.optimizers],
             "schedulers": [s.state_dict() for s in run.schedulers],
             "mixtures": [m.state_dict() for m in run.mixtures],
+            "labels": run.labels.state_dict() if run.labels is not None else None,
             "loader": run.loader.state_dict(), "rng": ckpt.rng_state(),
             "step": step, "epoch": epoch, "best": best}
 
@@ -244,6 +260,8 @@ def restore(run: Run, state: dict) -> tuple[int, int, dict]:
     for sched, s in zip(run.schedulers, state["schedulers"]):
         sched.load_state_dict(s)
     run.mixtures = [mixture_mod.from_state(s) for s in state["mixtures"]]
+    labels = state.get("labels")
+    run.labels = siamese.PairLabels.from_state_dict(labels) if labels is not None else None
     # every rank is at the same batch of the epoch; the saved state is rank 0's
     run.loader.load_state_dict({**state["loader"], "rank": run.info.rank})
     ckpt.set_rng_state(state["rng"])
@@ -258,6 +276,7 @@ class TrainResult:
     seconds: float
     last_loss: float | None
     mixtures: list = field(default_factory=list)    # state dicts of the mixtures in use
+    labels: siamese.PairLabels | None = None        # the pairs' labels in use at the end
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -295,7 +314,8 @@ def train(config: TrainConfig, *, resume: bool = False, stop_at: int = 0,
             log.truncate_after(-1)
         constant = config.constant_prior()
         if constant is None:
-            run.mixtures, rows = refit_mixtures(run, score_loader, seed=config.seed)
+            run.mixtures, run.labels, rows = refit_mixtures(run, score_loader,
+                                                            seed=config.seed)
             for row in rows:
                 log.write({**row, "step": 0, "epoch": 0, "when": "initial"})
         else:
@@ -306,7 +326,8 @@ def train(config: TrainConfig, *, resume: bool = False, stop_at: int = 0,
             ckpt.save_checkpoint(out / name, state_of(run, step=step, epoch=epoch, best=best))
 
     def refit(when: str) -> None:
-        run.mixtures, rows = refit_mixtures(run, score_loader, seed=config.seed + step)
+        run.mixtures, run.labels, rows = refit_mixtures(run, score_loader,
+                                                        seed=config.seed + step)
         for row in rows:
             log.write({**row, "step": step, "epoch": epoch, "when": when})
 
@@ -363,7 +384,7 @@ def train(config: TrainConfig, *, resume: bool = False, stop_at: int = 0,
     bar.close()
     seconds = time.perf_counter() - started
     result = TrainResult(step, epoch, best, seconds, last_loss,
-                         [m.state_dict() for m in run.mixtures])
+                         [m.state_dict() for m in run.mixtures], run.labels)
     if main and step >= run.total_steps:
         summary = {"steps": step, "epochs": epoch, "best": best, "last_loss": last_loss,
                    "train_seconds": round(seconds, 3), "encoder": config.encoder,

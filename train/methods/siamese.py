@@ -7,9 +7,12 @@ the pair is normal. A two-component mixture fitted on the D_k of the training se
 network 2's labels and vice versa (``losses.siamese_loss``), so neither chases its own
 mistakes.
 
-During training, ``P_k`` is evaluated on the D_k the training forward pass computes for the
-batch (detached), under the mixture of the last refit; the mixture itself is fitted on D from an
-eval-mode pass (``score_pairs``) over the training set.
+``P_k`` is a label per training pair (``PairLabels``): at each refit, an eval-mode pass over
+the unaugmented training set (``score_pairs``) gives every pair's D_k, the mixture is fitted on
+them, and each pair's posterior is stored under its key until the next refit. The training step
+looks its pairs' labels up. D from the training forward pass would not do: BatchNorm in train
+mode and the augmentation put those distances on another scale than the one the mixture was
+fitted on (measured: P was 1.0 for every pair of the first batch).
 """
 from __future__ import annotations
 
@@ -60,17 +63,45 @@ class SiameseModel(nn.Module):
         return tuple(net(left, right) for net in self.nets)
 
 
-def labels(outputs, mixtures) -> list[torch.Tensor]:
-    """``[P_1, P_2]``: each network's posterior of its high-distance component for the batch."""
-    return [mix.posterior_high(out.d.detach().float()) for out, mix in zip(outputs, mixtures)]
+class PairLabels:
+    """``P`` of both networks for every training pair, by sample key, from one refit."""
+
+    def __init__(self, keys, p: np.ndarray):
+        self.keys = np.asarray(keys, dtype=str)
+        self.p = np.asarray(p, dtype=np.float32).reshape(2, len(self.keys))
+        self._index = {k: i for i, k in enumerate(self.keys.tolist())}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, keys, device=None) -> torch.Tensor:
+        """``[2, B]`` labels of the batch's pairs; a key the refit never saw is an error."""
+        try:
+            idx = [self._index[k] for k in keys]
+        except KeyError as exc:
+            raise KeyError(f"pair {exc.args[0]} has no label: the last refit did not score it "
+                           f"(a shard set changed under the run?)") from None
+        return torch.from_numpy(self.p[:, idx]).to(device)
+
+    @classmethod
+    def from_scores(cls, keys, d: np.ndarray, mixtures) -> "PairLabels":
+        """Labels from each pair's distances ``d`` [2, N] under each network's mixture."""
+        return cls(keys, np.stack([m.posterior_high(d[k]) for k, m in enumerate(mixtures)]))
+
+    def state_dict(self) -> dict:
+        return {"keys": self.keys, "p": self.p}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "PairLabels":
+        return cls(state["keys"], state["p"])
 
 
-def loss_terms(outputs, mixtures, weight, normaliser) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_terms(outputs, p: torch.Tensor, weight, normaliser) -> tuple[torch.Tensor, torch.Tensor]:
     """``(L1, L2)`` summed over ``weight``ed pairs and divided by ``normaliser`` (the real pairs
-    of the whole step), so sub-batches add up to the step's mean (eqs. 3 and 4)."""
-    p1, p2 = labels(outputs, mixtures)
-    l1 = (losses.soft_label_bce(outputs[0].logit, p2) * weight).sum() / normaliser
-    l2 = (losses.soft_label_bce(outputs[1].logit, p1) * weight).sum() / normaliser
+    of the whole step), so sub-batches add up to the step's mean. ``p``: ``[2, B]``, the labels
+    ``P_1``, ``P_2``; network 1 learns from ``P_2`` and network 2 from ``P_1`` (eqs. 3 and 4)."""
+    l1 = (losses.soft_label_bce(outputs[0].logit, p[1]) * weight).sum() / normaliser
+    l2 = (losses.soft_label_bce(outputs[1].logit, p[0]) * weight).sum() / normaliser
     return l1, l2
 
 
