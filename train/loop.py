@@ -14,10 +14,10 @@ unaugmented loader of its own (the training loader's position is untouched); eve
 its own part, the distances and keys are gathered from all ranks, rank 0's fit is broadcast, and
 every rank derives the same label P for every pair (``siamese.PairLabels``), used until the next
 refit. Before the first refit P comes from ``prior_p``: by default ("fit") the mixture is fitted
-on the untrained encoders' distances before step 0. A random convolutional
-encoder already maps patches that differ in content (a lesion on one side) further apart than
-matching tissue, so the first labels carry the signal the method bootstraps from; a constant P
-would teach q only that constant for a whole epoch.
+on the untrained encoders' distances before step 0. Those distances already order
+pairs by how much their two sides differ (the random-encoder baseline's distance-based pair AUC
+says how well), so the first labels carry the signal the method bootstraps from, at the cost of
+one eval-mode pass; a constant P would teach q nothing but that constant until the first refit.
 """
 from __future__ import annotations
 
