@@ -11,7 +11,7 @@ from train import config as config_mod
 BENCH_DEFAULTS = {"encoder": "small", "batch_size": 64, "epochs": 1, "warmup_epochs": 0.0}
 SKIPPED = ("out", "val_split", "refit_epochs", "refit_steps", "mixture_max_pairs", "prior_p",
            "checkpoint_every", "eval_every", "val_max_pairs", "log_every", "max_steps",
-           "warmup_epochs", "epochs")
+           "warmup_epochs", "epochs", "val_bootstrap", "mixture")
 
 
 def register(sub) -> None:
