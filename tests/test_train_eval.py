@@ -162,3 +162,11 @@ def test_commands_report_errors_in_one_line(tmp_path, capsys, tiny_run):
                   "--task", "birads"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error" in err
+
+
+def test_patients_come_from_metadata_else_from_the_key():
+    from train.evaluate import patients_of
+
+    keys = ["synthetic_p7_1-2_CC_3_4", "vindr_abc_s_MLO_0_1"]
+    assert patients_of(keys) == ["p7", "abc"]
+    assert patients_of(keys, [{"patient": "x"}, {}]) == ["x", "abc"]
