@@ -21,6 +21,7 @@ import numpy as np
 
 A_BINS = (("A = 0", "#9e9e9e"), ("0 < A <= 0.5", "#ff9800"), ("0.5 < A <= 1", "#d32f2f"))
 MAX_MAP_POINTS = 10_000
+METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
 
 
 def _save(fig, path) -> str:
@@ -118,7 +119,7 @@ def embedding_map(emb: np.ndarray, area: np.ndarray, path, *, method: str = "tsn
             ax.scatter(xy[sel, 0], xy[sel, 1], s=4 if b == 0 else 10, c=colour,
                        alpha=0.4 if b == 0 else 0.9, label=f"{name} ({int(sel.sum())})",
                        linewidths=0)
-        ax.set_title(f"network {k + 1}: {method.upper()} of concat(e1, e2)")
+        ax.set_title(f"network {k + 1}: {METHOD_NAMES.get(method, method)} of concat(e1, e2)")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(fontsize=8, markerscale=2)
