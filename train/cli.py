@@ -1,18 +1,28 @@
-"""The ``train`` command group: Siamese soft-label training, SimCLR, BYOL and linear evaluation.
+"""The ``train`` command: one sub-command per module in COMMAND_MODULES.
 
-The models land with the training package; until then the group lists what it will hold and
-exits non-zero for any sub-command, so scripts cannot mistake it for a finished run.
+Each module defines ``register(subparsers)`` which adds its sub-parser and sets ``func``.
 """
 from __future__ import annotations
 
+import importlib
+
 from shards.cmdline import Parser, run_main
+
+COMMAND_MODULES = (
+    "train.siamese_command",     # train siamese
+    "train.bench_command",       # train bench
+    "train.eval_commands",       # train evaluate, train linear-eval, train report
+)
 
 
 def build_parser() -> Parser:
-    return Parser(prog="train", description=(
-        "Training on patch-pair shards (Siamese soft-label, SimCLR, BYOL, linear evaluation). "
-        "No training method is available in this version: the data path (ingest, shards, "
-        "loaders) is."))
+    parser = Parser(prog="train", description=(
+        "Self-supervised training on patch-pair shards: the Siamese soft-label method, its "
+        "benchmark and evaluation."))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,32 @@
+"""Small pair shard sets with train and val splits for the training tests."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from shards import manifest, sampledata, writer
+
+
+def split_set(root, counts=None, size=16, fmt="png") -> str:
+    """One shard set holding several splits (``counts``: split -> samples per shard)."""
+    counts = counts or {"train": (12, 12), "val": (8,)}
+    records, start = [], 0
+    for split, per_shard in counts.items():
+        for index, count in enumerate(per_shard):
+            samples = sampledata.pair_samples(count, size, fmt, seed=start + 1, split=split,
+                                              start=start)
+            records.append(writer.write_shard(samples, root, split, index))
+            start += count
+    manifest.write_manifest(root, manifest.build_manifest(records, {"size": size, "bits": 12,
+                                                                    "format": fmt}))
+    return str(root)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is several times faster
+    than two contending threads (imported by the training test modules)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
