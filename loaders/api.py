@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 import torch
@@ -12,6 +13,8 @@ from loaders.epochs import EpochState, batches_per_rank, resume_blocks
 from shards.shardset import open_shard_set
 
 BACKENDS = ("torch", "dali")
+STATS_KEPT = 100   # items of each list an epoch's statistics keep (the counts are complete)
+log = logging.getLogger("loaders")
 
 
 class Loader:
@@ -25,7 +28,8 @@ class Loader:
 
     def __init__(self, source, *, mode="pairs", backend="torch", batch_size=64, augment=None,
                  rank=0, world_size=1, workers=2, seed=0, epoch=0, device=None, split="train",
-                 shuffle_buffer=1000, cache_dir=None, endpoint=None, dali_threads=None):
+                 shuffle_buffer=1000, cache_dir=None, endpoint=None, dali_threads=None,
+                 on_error="raise", verify=None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         if not 0 <= rank < world_size:
@@ -33,6 +37,13 @@ class Loader:
         if batch_size < 1 or workers < 0:
             raise ValueError("batch_size must be positive and workers non-negative")
         self.mode = modes.check_mode(mode)
+        from loaders.reading import ReadChecks
+
+        self.checks = ReadChecks(on_error=on_error, verify=verify)
+        if backend == "dali" and self.checks != ReadChecks():
+            raise ValueError("the DALI backend reads shards itself: on_error='skip' and "
+                             "verify='sha256' need backend='torch' (check a set with "
+                             "`shards verify` before a DALI run)")
         if backend == "dali" and self.mode == "ssl" and batch_size % 2:
             raise ValueError("the DALI backend reads ssl batches as pairs: use an even batch_size")
         self.backend = backend
@@ -46,6 +57,8 @@ class Loader:
         self.dali_threads = dali_threads or max(1, workers)
         self._state = EpochState(seed=seed, epoch=epoch, world_size=world_size, rank=rank,
                                  workers=workers, batch_size=batch_size)
+        # per epoch: what reading met (skipped samples, retries, shard problems)
+        self.stats: dict[int, dict] = {}
 
     # --- epochs and state -------------------------------------------------------------------
 
@@ -107,7 +120,7 @@ class Loader:
                             epoch=epoch, done=done, device=self.device, cache_dir=self.cache_dir)
 
     def _torch_batches(self, epoch: int, done: int):
-        from loaders.torch_pipeline import start_iteration
+        from loaders.torch_pipeline import READ_REPORT, start_iteration
 
         on_cpu = self.device is None or torch.device(self.device).type == "cpu"
         dataset, loader = self._torch_loader(on_cpu)
@@ -118,6 +131,7 @@ class Loader:
             for batch in start_iteration(loader) if loader is not None else dataset:
                 if loader is not None:
                     batch = dataset.receive(batch)
+                self._count(epoch, batch.pop(READ_REPORT, None))
                 if dataset.finish is None:   # uint16 batch: to the device, augment there
                     yield finish(batch, device=self.device)
                 else:
@@ -130,6 +144,26 @@ class Loader:
             # and resumes after the last batch handed out
             self.close()
             raise
+
+    def epoch_stats(self, epoch: int | None = None) -> dict:
+        """What reading epoch ``epoch`` (default: the current one) met so far:
+        ``samples_skipped``, ``retries``, and the first ``STATS_KEPT`` of each ``skipped``
+        (key, shard, reason), ``retry_events`` (url, attempt, cause) and ``problems``."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        return self.stats.setdefault(epoch, {"samples_skipped": 0, "retries": 0, "skipped": [],
+                                             "retry_events": [], "problems": []})
+
+    def _count(self, epoch: int, report: dict | None) -> None:
+        if not report:
+            return
+        stats = self.epoch_stats(epoch)
+        stats["samples_skipped"] += len(report["skipped"])
+        stats["retries"] += len(report["retries"])
+        for name, new in (("skipped", report["skipped"]), ("retry_events", report["retries"]),
+                          ("problems", report["problems"])):
+            stats[name].extend(new[:max(0, STATS_KEPT - len(stats[name]))])
+        for item in report["skipped"]:
+            log.warning("skipped %s in %s: %s", item["key"], item["shard"], item["reason"])
 
     def _torch_loader(self, on_cpu: bool):
         """The dataset and DataLoader, built once and kept (workers persist across epochs);
@@ -150,7 +184,8 @@ class Loader:
                                  seed=self.seed, rank=self.rank, world_size=self.world_size,
                                  n_batches=len(self), workers=self.workers,
                                  shuffle_buffer=self.shuffle_buffer, cache_dir=self.cache_dir,
-                                 finish=finish if in_workers else None)
+                                 finish=finish if in_workers else None, checks=self.checks,
+                                 size=self.shard_set.patch_size())
         loader = None
         if self.workers > 0:
             preload_indexes(self.shard_set, self.cache_dir)
@@ -188,7 +223,9 @@ def make_loader(source, mode="pairs", backend="torch", batch_size=64, augment=No
     ``augment``: an ``AugmentSpec``; default ``AugmentSpec()``, and a spec without a ``size``
     crops to the shard set's patch size. Options: ``split`` ("train"), ``shuffle_buffer`` (1000
     samples), ``cache_dir`` (local copies of remote shards), ``endpoint`` (S3 endpoint URL),
-    ``dali_threads``.
+    ``dali_threads``, ``on_error`` ("raise" or "skip": leave unreadable samples out, count
+    them in ``loader.stats``), ``verify`` (None or "sha256": check each shard against the
+    manifest as it is read). Both checks are the torch backend's.
     """
     return Loader(source, mode=mode, backend=backend, batch_size=batch_size, augment=augment,
                   rank=rank, world_size=world_size, workers=workers, seed=seed, epoch=epoch,

@@ -35,6 +35,16 @@ HTTP_TIMEOUT_S = 60.0
 S3_BLOCK_SIZE = 8 << 20  # streaming reads: few large range requests
 
 
+_retry_events: list[dict] = []   # this process's retries, until taken (loader statistics)
+
+
+def take_retry_events() -> list[dict]:
+    """The retries made in this process since the last call: ``{"url", "attempt", "cause"}``."""
+    taken = list(_retry_events)
+    _retry_events.clear()
+    return taken
+
+
 class TransientError(OSError):
     """A failure worth retrying (network, throttling, server errors)."""
 

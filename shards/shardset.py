@@ -16,6 +16,8 @@ class ShardRef:
     url: str
     samples: int
     index_url: str | None = None
+    bytes: int | None = None      # size and checksum from the manifest (verified reads)
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,12 @@ class ShardSet:
     @property
     def samples(self) -> int:
         return sum(self.counts)
+
+    @property
+    def bytes(self) -> int | None:
+        """The split's size in bytes as the manifest records it (None if it does not say)."""
+        sizes = [s.bytes for s in self.shards]
+        return None if any(b is None for b in sizes) else sum(sizes)
 
     @property
     def is_local(self) -> bool:
@@ -61,5 +69,6 @@ def open_shard_set(source, split: str = "train", *, endpoint: str | None = None)
     for record in manifest_mod.split_shards(data, split, root):
         index = record.get("index_name")
         refs.append(ShardRef(openers.join_url(root, record["name"]), int(record["samples"]),
-                             openers.join_url(root, index) if index else None))
+                             openers.join_url(root, index) if index else None,
+                             record.get("bytes"), record.get("sha256")))
     return ShardSet(root, split, tuple(refs), dict(data.get("params") or {}), endpoint)

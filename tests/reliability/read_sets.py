@@ -68,3 +68,18 @@ def edit_manifest(root, change) -> None:
 
 def shard_name(root, shard: int) -> str:
     return manifest.read_manifest(root)["splits"]["train"]["shards"][shard]["name"]
+
+
+def flip_byte(root, shard: int, sample: int, field: str, at: int = 0) -> None:
+    """Flip one byte of a stored member in place, leaving the manifest as it was."""
+    from shards import dali_index
+
+    record = manifest.read_manifest(root)["splits"]["train"]["shards"][shard]
+    with open(f"{root}/{record['index_name']}") as f:
+        members = dali_index.parse_index(f.read())[sample]
+    member = next(c for c in members if c.ext == field)
+    with open(f"{root}/{record['name']}", "r+b") as f:
+        f.seek(member.offset + at)
+        byte = f.read(1)
+        f.seek(member.offset + at)
+        f.write(bytes([byte[0] ^ 0x01]))
