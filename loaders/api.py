@@ -48,6 +48,8 @@ class Loader:
             raise ValueError("the DALI backend reads ssl batches as pairs: use an even batch_size")
         self.backend = backend
         self.shard_set = open_shard_set(source, split, endpoint=endpoint)
+        modes.check_set(self.shard_set, self.mode)
+        check_cache(backend, self.shard_set, cache_dir)
         self.augment = (augment if augment is not None else AugmentSpec()).resolve(
             self.shard_set.patch_size)
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
@@ -214,6 +216,15 @@ class Loader:
         self._torch_cache = None
         if cached is not None:
             close_loader(cached[2])
+
+
+def check_cache(backend: str, shard_set, cache_dir) -> None:
+    """DALI reads only local files: a remote set needs a cache directory (said up front, not
+    after the other work of a run)."""
+    if backend == "dali" and cache_dir is None and not shard_set.is_local:
+        raise ValueError(f"{shard_set.root}: the DALI backend reads remote shards from a local "
+                         "copy: give a cache directory (make_loader(cache_dir=...), "
+                         "loaders bench --cache-dir DIR)")
 
 
 def make_loader(source, mode="pairs", backend="torch", batch_size=64, augment=None, rank=0,

@@ -31,6 +31,18 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def check_set(shard_set, mode: str) -> None:
+    """Refuse a mode that reads another kind of sample than the set holds (one clear error up
+    front rather than a SchemaError at the first batch)."""
+    from shards.shardset import sample_kind
+
+    held, wanted = sample_kind(shard_set), KINDS[check_mode(mode)]
+    if held is not None and held != wanted:
+        use = "labelled" if held == "patch" else "pairs or ssl"
+        raise ValueError(f"{shard_set.root}: holds {held} samples; mode {mode!r} reads "
+                         f"{wanted} samples (use mode {use})")
+
+
 def units_per_sample(mode: str) -> int:
     """How many training examples one stored sample gives (ssl: both patches of a pair)."""
     return 2 if check_mode(mode) == "ssl" else 1

@@ -58,6 +58,26 @@ class ShardSet:
         raise ValueError(f"{self.root}: split {self.split!r} holds no samples")
 
 
+def sample_kind(shard_set: ShardSet) -> str | None:
+    """``"pair"`` or ``"patch"``: what the set holds, from its build parameters (a patch set's
+    record a ``task``, a pair set's a ``stride``), else, for a local set, from its first sample's
+    metadata; None when neither says (a remote set whose parameters do not)."""
+    if "task" in shard_set.params:
+        return "patch"
+    if "stride" in shard_set.params:
+        return "pair"
+    if not shard_set.is_local:
+        return None
+    for shard in shard_set.shards:
+        with contextlib.closing(samples.iter_samples(shard.url)) as stored:
+            for sample in stored:
+                try:
+                    return json.loads(sample[schema.META_FIELD]).get("kind")
+                except (KeyError, ValueError, AttributeError):
+                    return None
+    return None
+
+
 def open_shard_set(source, split: str = "train", *, endpoint: str | None = None) -> ShardSet:
     """A shard set from its root (local path, ``file://``, ``http(s)://``, ``s3://``) or from a
     ready ``ShardSet``; counts come from ``manifest.json``."""
