@@ -156,8 +156,12 @@ class Loader:
                                              "retry_events": [], "problems": []})
 
     def _count(self, epoch: int, report: dict | None) -> None:
+        from shards.openers import take_retry_events
+
         if not report:
             return
+        # this process's own retries too (the manifest, indexes read before the workers fork)
+        report = dict(report, retries=report["retries"] + take_retry_events())
         stats = self.epoch_stats(epoch)
         stats["samples_skipped"] += len(report["skipped"])
         stats["retries"] += len(report["retries"])

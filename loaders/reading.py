@@ -274,10 +274,20 @@ def _read_shard(shard, endpoint, offsets, cache_dir, checks: ReadChecks):
     url = cached(shard.url, cache_dir, endpoint)
     if checks.verify == "sha256":
         check_sha256(url, shard, endpoint)
-    if shard.index_url is not None:
-        index = shard_index(shard.index_url, cache_dir, endpoint)
-        if len(index) != shard.samples:
-            raise ShardCountError(f"{shard.url}: the index lists {len(index)} samples, the "
-                                  f"manifest says {shard.samples}")
-        return iter_shard_indexed(url, index, offsets, endpoint)
-    return iter_shard(url, offsets, endpoint, expected=shard.samples)
+    if shard.index_url is None:
+        yield from iter_shard(url, offsets, endpoint, expected=shard.samples)
+        return
+    index = shard_index(shard.index_url, cache_dir, endpoint)
+    if len(index) == shard.samples:
+        yield from iter_shard_indexed(url, index, offsets, endpoint)
+        return
+    problem = ShardCountError(f"{shard.url}: the index lists {len(index)} samples, the "
+                              f"manifest says {shard.samples}")
+    if checks.on_error == "raise":
+        raise problem
+    # skip: read what both agree on; the planned samples past the index are then skipped
+    yield from iter_shard_indexed(url, index, offsets[offsets < len(index)], endpoint)
+    if len(index) < shard.samples:
+        raise problem
+    log.warning("%s (the samples past the manifest's count are not read)", problem)
+    _problems.append(str(problem))

@@ -34,14 +34,28 @@ def test_a_count_that_disagrees_with_the_shard_is_an_error(tmp_path, indexed, st
         list(loader)
 
 
-def test_a_lower_count_is_reported_when_skipping(tmp_path):
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "streamed"])
+def test_a_lower_count_is_reported_when_skipping(tmp_path, indexed):
     root = pair_set(tmp_path)
-    _count(root, 1, COUNTS[1] - 1, drop_index=True)
+    _count(root, 1, COUNTS[1] - 1, drop_index=not indexed)
     loader = make_loader(root, batch_size=4, workers=0, on_error="skip")
     keys = real_keys(list(loader))
     stats = loader.epoch_stats(0)
     assert len(keys) == TOTAL - 1 and stats["samples_skipped"] == 0
-    assert any("holds more than the 6 samples" in p for p in stats["problems"])
+    said = "the index lists 7 samples, the manifest says 6" if indexed \
+        else "holds more than the 6 samples"
+    assert any(said in p for p in stats["problems"])
+
+
+def test_a_higher_count_skips_only_the_missing_samples(tmp_path):
+    root = pair_set(tmp_path)
+    _count(root, 1, COUNTS[1] + 2)
+    loader = make_loader(root, batch_size=4, workers=0, on_error="skip")
+    keys = real_keys(list(loader))
+    stats = loader.epoch_stats(0)
+    assert len(keys) == TOTAL and stats["samples_skipped"] == 2
+    assert all("the index lists 7 samples, the manifest says 9" in s["reason"]
+               for s in stats["skipped"])
 
 
 def test_a_flipped_raw_pixel_is_caught_by_verify_sha256(tmp_path):
