@@ -30,7 +30,7 @@ def no_pixel_decoding(monkeypatch):
     (png_claiming(16, 16, depth=8), "bit depth 8"),
     (png_claiming(16, 16, colour=2), "colour type 2"),
     (b"\x89PNG\r\n\x1a\n truncated", "no PNG signature and IHDR header"),
-])
+], ids=["huge-header", "zlib-bomb", "8-bit", "colour", "truncated"])
 def test_the_header_is_refused_before_decoding(png, reason, no_pixel_decoding):
     sample = dict(_sample(), **{"left.png": png})
     with pytest.raises(schema.SchemaError, match=f"shard-3.tar: .*: left: .*{reason}"):
