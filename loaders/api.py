@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 import torch
@@ -12,6 +13,8 @@ from loaders.epochs import EpochState, batches_per_rank, resume_blocks
 from shards.shardset import open_shard_set
 
 BACKENDS = ("torch", "dali")
+STATS_KEPT = 100   # items of each list an epoch's statistics keep (the counts are complete)
+log = logging.getLogger("loaders")
 
 
 class Loader:
@@ -25,7 +28,8 @@ class Loader:
 
     def __init__(self, source, *, mode="pairs", backend="torch", batch_size=64, augment=None,
                  rank=0, world_size=1, workers=2, seed=0, epoch=0, device=None, split="train",
-                 shuffle_buffer=1000, cache_dir=None, endpoint=None, dali_threads=None):
+                 shuffle_buffer=1000, cache_dir=None, endpoint=None, dali_threads=None,
+                 on_error="raise", verify=None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         if not 0 <= rank < world_size:
@@ -33,10 +37,19 @@ class Loader:
         if batch_size < 1 or workers < 0:
             raise ValueError("batch_size must be positive and workers non-negative")
         self.mode = modes.check_mode(mode)
+        from loaders.reading import ReadChecks
+
+        self.checks = ReadChecks(on_error=on_error, verify=verify)
+        if backend == "dali" and self.checks != ReadChecks():
+            raise ValueError("the DALI backend reads shards itself: on_error='skip' and "
+                             "verify='sha256' need backend='torch' (check a set with "
+                             "`shards verify` before a DALI run)")
         if backend == "dali" and self.mode == "ssl" and batch_size % 2:
             raise ValueError("the DALI backend reads ssl batches as pairs: use an even batch_size")
         self.backend = backend
         self.shard_set = open_shard_set(source, split, endpoint=endpoint)
+        modes.check_set(self.shard_set, self.mode)
+        check_cache(backend, self.shard_set, cache_dir)
         self.augment = (augment if augment is not None else AugmentSpec()).resolve(
             self.shard_set.patch_size)
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
@@ -46,6 +59,8 @@ class Loader:
         self.dali_threads = dali_threads or max(1, workers)
         self._state = EpochState(seed=seed, epoch=epoch, world_size=world_size, rank=rank,
                                  workers=workers, batch_size=batch_size)
+        # per epoch: what reading met (skipped samples, retries, shard problems)
+        self.stats: dict[int, dict] = {}
 
     # --- epochs and state -------------------------------------------------------------------
 
@@ -107,7 +122,7 @@ class Loader:
                             epoch=epoch, done=done, device=self.device, cache_dir=self.cache_dir)
 
     def _torch_batches(self, epoch: int, done: int):
-        from loaders.torch_pipeline import start_iteration
+        from loaders.torch_pipeline import READ_REPORT, start_iteration
 
         on_cpu = self.device is None or torch.device(self.device).type == "cpu"
         dataset, loader = self._torch_loader(on_cpu)
@@ -118,6 +133,7 @@ class Loader:
             for batch in start_iteration(loader) if loader is not None else dataset:
                 if loader is not None:
                     batch = dataset.receive(batch)
+                self._count(epoch, batch.pop(READ_REPORT, None))
                 if dataset.finish is None:   # uint16 batch: to the device, augment there
                     yield finish(batch, device=self.device)
                 else:
@@ -130,6 +146,30 @@ class Loader:
             # and resumes after the last batch handed out
             self.close()
             raise
+
+    def epoch_stats(self, epoch: int | None = None) -> dict:
+        """What reading epoch ``epoch`` (default: the current one) met so far:
+        ``samples_skipped``, ``retries``, and the first ``STATS_KEPT`` of each ``skipped``
+        (key, shard, reason), ``retry_events`` (url, attempt, cause) and ``problems``."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        return self.stats.setdefault(epoch, {"samples_skipped": 0, "retries": 0, "skipped": [],
+                                             "retry_events": [], "problems": []})
+
+    def _count(self, epoch: int, report: dict | None) -> None:
+        from shards.openers import take_retry_events
+
+        if not report:
+            return
+        # this process's own retries too (the manifest, indexes read before the workers fork)
+        report = dict(report, retries=report["retries"] + take_retry_events())
+        stats = self.epoch_stats(epoch)
+        stats["samples_skipped"] += len(report["skipped"])
+        stats["retries"] += len(report["retries"])
+        for name, new in (("skipped", report["skipped"]), ("retry_events", report["retries"]),
+                          ("problems", report["problems"])):
+            stats[name].extend(new[:max(0, STATS_KEPT - len(stats[name]))])
+        for item in report["skipped"]:
+            log.warning("skipped %s in %s: %s", item["key"], item["shard"], item["reason"])
 
     def _torch_loader(self, on_cpu: bool):
         """The dataset and DataLoader, built once and kept (workers persist across epochs);
@@ -150,7 +190,8 @@ class Loader:
                                  seed=self.seed, rank=self.rank, world_size=self.world_size,
                                  n_batches=len(self), workers=self.workers,
                                  shuffle_buffer=self.shuffle_buffer, cache_dir=self.cache_dir,
-                                 finish=finish if in_workers else None)
+                                 finish=finish if in_workers else None, checks=self.checks,
+                                 size=self.shard_set.patch_size())
         loader = None
         if self.workers > 0:
             preload_indexes(self.shard_set, self.cache_dir)
@@ -181,6 +222,15 @@ class Loader:
             close_loader(cached[2])
 
 
+def check_cache(backend: str, shard_set, cache_dir) -> None:
+    """DALI reads only local files: a remote set needs a cache directory (said up front, not
+    after the other work of a run)."""
+    if backend == "dali" and cache_dir is None and not shard_set.is_local:
+        raise ValueError(f"{shard_set.root}: the DALI backend reads remote shards from a local "
+                         "copy: give a cache directory (make_loader(cache_dir=...), "
+                         "loaders bench --cache-dir DIR)")
+
+
 def make_loader(source, mode="pairs", backend="torch", batch_size=64, augment=None, rank=0,
                 world_size=1, workers=2, seed=0, epoch=0, device=None, **options) -> Loader:
     """A loader over a shard set (root path or URL holding ``manifest.json``).
@@ -188,7 +238,9 @@ def make_loader(source, mode="pairs", backend="torch", batch_size=64, augment=No
     ``augment``: an ``AugmentSpec``; default ``AugmentSpec()``, and a spec without a ``size``
     crops to the shard set's patch size. Options: ``split`` ("train"), ``shuffle_buffer`` (1000
     samples), ``cache_dir`` (local copies of remote shards), ``endpoint`` (S3 endpoint URL),
-    ``dali_threads``.
+    ``dali_threads``, ``on_error`` ("raise" or "skip": leave unreadable samples out, count
+    them in ``loader.stats``), ``verify`` (None or "sha256": check each shard against the
+    manifest as it is read). Both checks are the torch backend's.
     """
     return Loader(source, mode=mode, backend=backend, batch_size=batch_size, augment=augment,
                   rank=rank, world_size=world_size, workers=workers, seed=seed, epoch=epoch,

@@ -23,7 +23,8 @@ import time
 import numpy as np
 import torch
 
-from loaders.api import make_loader
+from loaders import modes
+from loaders.api import check_cache, make_loader
 from loaders.augment import AugmentSpec
 from shards import openers, samples, schema
 from shards.shardset import open_shard_set
@@ -129,9 +130,13 @@ def time_backend(source, *, mode, backend, batch_size, seconds, workers, spec, c
     loader = make_loader(source, mode=mode, backend=backend, batch_size=batch_size,
                          augment=spec, workers=workers, seed=seed, cache_dir=cache_dir,
                          device=device)
-    return _timed(_endless(loader), seconds, lambda b: len(b["key"]),
-                  shutdown=getattr(loader, "close", None), pids=loader.worker_pids,
-                  sync=_sync(device))
+    timed = _timed(_endless(loader), seconds, lambda b: len(b["key"]),
+                   shutdown=getattr(loader, "close", None), pids=loader.worker_pids,
+                   sync=_sync(device))
+    # what the reads met: retries of the remote layer, samples skipped (none unless asked)
+    timed["retries"] = sum(s["retries"] for s in loader.stats.values())
+    timed["samples_skipped"] = sum(s["samples_skipped"] for s in loader.stats.values())
+    return timed
 
 
 def _sync(device):
@@ -141,6 +146,10 @@ def _sync(device):
 
 
 def tar_bytes(shard_set) -> int:
+    """The split's shard bytes: the manifest's figure, else (an older manifest) the local
+    files' sizes."""
+    if shard_set.bytes is not None:
+        return shard_set.bytes
     total = 0
     for ref in shard_set.shards:
         path = openers.local_path(ref.url)
@@ -291,6 +300,9 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
     batches go (``"cuda"``: the backends' GPU paths; the naive loader's batches are moved
     there); default the CPU."""
     shard_set = open_shard_set(source, endpoint=endpoint)
+    modes.check_set(shard_set, mode)
+    for backend in backends:
+        check_cache(backend, shard_set, cache_dir)
     spec = (spec or AugmentSpec()).resolve(shard_set.patch_size)
     if compare is not None:
         compare = open_shard_set(compare, endpoint=endpoint)
@@ -325,6 +337,7 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
                 row[backend + "_cpu_ms"] = run_["cpu_ms_per_example"]
                 row[backend + "_steady_cpu_ms"] = _steady(run_)
                 row[backend + "_main_cpu_ms"] = run_["main_cpu_ms_per_example"] or 0.0
+                row[backend + "_retries"] = run_["retries"]
                 if compare is not None:
                     other = time_backend(compare, mode=mode, backend=backend,
                                          batch_size=batch_size, seconds=seconds,
@@ -344,7 +357,8 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
             row["naive_cpu_ms"] = naive["cpu_ms_per_example"]
             rounds.append(row)
             log(f"round {r + 1}/{repeats}: " + ", ".join(
-                f"{k} {v:.0f}" for k, v in row.items() if not k.endswith(("_s", "_bytes", "_ms"))))
+                f"{k} {v:.0f}" for k, v in row.items()
+                if not k.endswith(("_s", "_bytes", "_ms", "_retries"))))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     med = {k: _median([row[k] for row in rounds]) for k in rounds[0]}
@@ -355,12 +369,14 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
             "startup_s": med[backend + "_startup_s"], "runs": [row[backend] for row in rounds],
             "cpu_ms_per_example": med[backend + "_cpu_ms"],
             "steady_cpu_ms_per_example": med[backend + "_steady_cpu_ms"],
-            "main_cpu_ms_per_example": med[backend + "_main_cpu_ms"]}
+            "main_cpu_ms_per_example": med[backend + "_main_cpu_ms"],
+            "retries": sum(row[backend + "_retries"] for row in rounds)}
         log(f"{backend:6s} {rate:10.0f} {mode} examples/s  "
             f"{rate * per_example * bytes_per_sample / 1e6:8.1f} MB/s  "
             f"{med[backend + '_steady_cpu_ms']:6.3f} CPU ms/example  "
             f"({med[backend + '_cpu_ms']:.3f} with start-up and shut-down; "
-            f"start-up {med[backend + '_startup_s']:.2f} s)")
+            f"start-up {med[backend + '_startup_s']:.2f} s; "
+            f"{result['backends'][backend]['retries']} read retries)")
     result["decode_bound_examples_per_s"] = med["decode"]
     result["read_bound_bytes_per_s"] = med["read_bytes"]
     result["read_bound_examples_per_s"] = med["read"]

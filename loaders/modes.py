@@ -31,6 +31,18 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def check_set(shard_set, mode: str) -> None:
+    """Refuse a mode that reads another kind of sample than the set holds (one clear error up
+    front rather than a SchemaError at the first batch)."""
+    from shards.shardset import sample_kind
+
+    held, wanted = sample_kind(shard_set), KINDS[check_mode(mode)]
+    if held is not None and held != wanted:
+        use = "labelled" if held == "patch" else "pairs or ssl"
+        raise ValueError(f"{shard_set.root}: holds {held} samples; mode {mode!r} reads "
+                         f"{wanted} samples (use mode {use})")
+
+
 def units_per_sample(mode: str) -> int:
     """How many training examples one stored sample gives (ssl: both patches of a pair)."""
     return 2 if check_mode(mode) == "ssl" else 1
@@ -70,21 +82,93 @@ def _columns(mode: str, pixels, keys, metas, pads, batch_index, text=None) -> di
     return out
 
 
-def decode_batch(mode: str, items: list, batch_index: int, alloc=None) -> dict:
+SKIPPED = "skipped"   # batch column (removed by the loader): the samples left out of it
+
+
+def decode_batch(mode: str, items: list, batch_index: int, alloc=None, *, size=None,
+                 on_error: str = "raise") -> dict:
     """``items``: ``(stored sample, side, is_pad)`` -> the uint16 batch ``assemble`` makes from
-    ``decode``'s output, decoded straight into the batch array by ``schema.decode_batch`` (a
-    sample that does not meet the schema raises its error naming the shard and sample).
+    ``decode``'s output, decoded straight into the batch array by ``schema.decode_batch``.
     ``alloc(shape, dtype)``: where the uint16 pixels go (a worker's shared output slot); default
-    new memory."""
-    samples = [sample for sample, _, _ in items]
-    images = [(side,) for _, side, _ in items] if check_mode(mode) == "ssl" else None
-    to_numpy = None if alloc is None else (lambda shape: alloc(shape, torch.uint16).numpy())
-    batch = schema.decode_batch(KINDS[mode], samples, images, alloc=to_numpy)
+    new memory. ``size``: the shard set's patch side (a sample claiming another is refused
+    before decoding).
+
+    ``on_error="raise"``: a sample that does not meet the schema raises its error naming the
+    shard and sample. ``"skip"``: such samples (and those the reader could not read) are left
+    out; their slots repeat a good sample of the batch flagged ``is_pad`` (so the batch keeps
+    its shape and every rank its number of batches), and ``out["skipped"]`` lists them as
+    ``{"key", "shard", "reason"}``."""
+    check_mode(mode)
+    kind = KINDS[mode]
+    once: dict = {}
+
+    def to_numpy(shape):   # one slot allocation even if the batch is decoded twice
+        if shape not in once:
+            once[shape] = alloc(shape, torch.uint16).numpy()
+        return once[shape]
+
+    skipped: list = []
+    for attempt in range(2):
+        if on_error == "skip":
+            items, more = _without_bad(kind, items, size, check=attempt > 0)
+            skipped += more
+        samples = [sample for sample, _, _ in items]
+        images = [(side,) for _, side, _ in items] if mode == "ssl" else None
+        try:
+            batch = schema.decode_batch(kind, samples, images,
+                                        alloc=None if alloc is None else to_numpy, size=size)
+            break
+        except schema.SchemaError:
+            if on_error != "skip" or attempt:
+                raise
     keys = batch.keys
     if mode == "ssl":
         keys = [f"{key}/{SIDES[side]}" for key, (_, side, _) in zip(keys, items)]
-    return _columns(mode, batch.pixels, keys, batch.metas, [pad for *_, pad in items],
-                    batch_index, batch.text)
+    out = _columns(mode, batch.pixels, keys, batch.metas, [pad for *_, pad in items],
+                   batch_index, batch.text)
+    if on_error == "skip":
+        out[SKIPPED] = skipped
+    return out
+
+
+def _without_bad(kind: str, items: list, size, check: bool) -> tuple[list, list]:
+    """``items`` with the unreadable samples (the reader's stand-ins; with ``check``, also
+    those ``schema.decode`` refuses) replaced by padding, and what was left out."""
+    from loaders.reading import SKIP_FIELD
+
+    bad: dict[int, str] = {}
+    for i, (sample, _, _) in enumerate(items):
+        if SKIP_FIELD in sample:
+            bad[i] = sample[SKIP_FIELD]
+        elif check:
+            try:
+                schema.decode(sample, sample.get("__where__", ""), kind, size)
+            except schema.SchemaError as exc:
+                bad[i] = str(exc)
+    if not bad:
+        return items, []
+    # padding that repeats a bad sample is replaced too, but only real slots count as skipped
+    skipped = [{"key": items[i][0].get("__key__", "?"), "shard": items[i][0].get("__where__", ""),
+                "reason": reason} for i, reason in bad.items() if not items[i][2]]
+    good = [item for i, item in enumerate(items) if i not in bad]
+    if good:
+        stand_in = good[0][:2]
+    else:   # nothing readable in the batch: blank padding keeps its shape
+        stand_in = (_blank_sample(kind, size), 0)
+    return [(*stand_in, True) if i in bad else item for i, item in enumerate(items)], skipped
+
+
+def _blank_sample(kind: str, size) -> dict:
+    """A zero sample of ``kind`` (only ever handed out as padding)."""
+    size = int(size or 1)
+    blank = np.zeros((size, size), np.uint16)
+    if kind == "patch":
+        meta = schema.patch_meta(size=size, bits=16, task="", label=0, split="")
+        return schema.encode_patch("padding", blank, meta, fmt="raw")
+    meta = schema.pair_meta(size=size, bits=16, dataset="", patient="", study="", view="",
+                            row=0, col=0, y0=0, x0=0, background=(1, 1), area=(0, 0, 0),
+                            split="")
+    return schema.encode_pair("padding", blank, blank, meta, fmt="raw")
 
 
 def _stack(examples: list[list[np.ndarray]]) -> np.ndarray:

@@ -11,6 +11,7 @@ to batch (``slots.py``).
 """
 from __future__ import annotations
 
+import functools
 import gc
 
 import cv2
@@ -19,8 +20,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from loaders import modes
 from loaders.epochs import plan_rank, resume_blocks
-from loaders.reading import plan_samples, shard_index
+from loaders.reading import ReadChecks, plan_samples, shard_index, take_problems
 from loaders.slots import SlotPool
+from shards import openers
 from shards.shardset import ShardSet
 
 PREFETCH = 4   # batches each DataLoader worker prepares ahead
@@ -37,13 +39,15 @@ class PlannedBatches(IterableDataset):
 
     def __init__(self, shard_set: ShardSet, mode: str, *, batch_size: int, seed: int,
                  rank: int, world_size: int, n_batches: int, workers: int,
-                 shuffle_buffer: int, cache_dir: str | None, finish=None):
+                 shuffle_buffer: int, cache_dir: str | None, finish=None,
+                 checks: ReadChecks = ReadChecks(), size: int | None = None):
         super().__init__()
         self.shard_set, self.mode = shard_set, modes.check_mode(mode)
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.n_batches, self.workers = n_batches, workers
         self.shuffle_buffer, self.cache_dir = shuffle_buffer, cache_dir
+        self.checks, self.size = checks, size
         # CPU training: augment in the workers (one core each) instead of in the main process;
         # ``finish(raw, epoch=..., alloc=...)``
         self.finish = finish
@@ -80,28 +84,45 @@ class PlannedBatches(IterableDataset):
         blocks = resume_blocks(self.n_batches, self.workers, done)
         units = modes.units_per_sample(self.mode)
         mine = blocks[worker] if worker < len(blocks) else []
+        decode = functools.partial(modes.decode_batch, self.mode, size=self.size,
+                                   on_error=self.checks.on_error)
         for j, items in plan_samples(self.plan(epoch), mine, self.shard_set, units,
-                                     self.cache_dir):
+                                     self.cache_dir, self.checks):
             if info is None:
-                raw = modes.decode_batch(self.mode, items, j)
-                yield raw if self.finish is None else self.finish(raw, epoch=epoch)
+                raw = decode(items, j)
+                report = read_report(raw)
+                out = raw if self.finish is None else self.finish(raw, epoch=epoch)
+                yield dict(out, **{READ_REPORT: report})
                 continue
             lease = self.slots.lease(worker)
             try:
                 if self.finish is None:   # uint16 pixels for the device, straight into the slot
-                    out = modes.decode_batch(self.mode, items, j, alloc=lease.alloc)
+                    out = decode(items, j, alloc=lease.alloc)
+                    report = read_report(out)
                 else:
-                    raw = modes.decode_batch(self.mode, items, j)
+                    raw = decode(items, j)
+                    report = read_report(raw)
                     out = small_as_numpy(self.finish(raw, epoch=epoch, alloc=lease.alloc))
             except BaseException:
                 lease.cancel()
                 raise
+            out[READ_REPORT] = report
             yield lease.ship(out)
 
     def receive(self, batch: dict) -> dict:
         """A batch as the main process got it from a worker -> the batch the caller sees."""
         batch = self.slots.receive(batch)
         return batch if self.finish is None else small_as_tensors(batch)
+
+
+READ_REPORT = "_read_report"   # what a batch's reading met; the loader takes it out
+
+
+def read_report(batch: dict) -> dict:
+    """Take a batch's skipped samples out of it and add the retries and shard problems this
+    process met since its last batch."""
+    return {"skipped": batch.pop(modes.SKIPPED, []), "retries": openers.take_retry_events(),
+            "problems": take_problems()}
 
 
 # Per-sample columns a worker ships as numpy: every tensor in a worker's output gets its own

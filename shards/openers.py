@@ -7,8 +7,14 @@
   credentials come from botocore's usual chain (environment, ``~/.aws/credentials``,
   ``~/.aws/config``, instance roles).
 
-Opening retries transient failures (connection refused or reset, timeouts, HTTP 5xx/429) with
-exponential backoff; a missing object raises ``FileNotFoundError`` naming the URL at once.
+Remote reads have one retry layer, this one: opening and every read of a stream retry transient
+failures (connection refused or reset, timeouts, truncated bodies, HTTP 5xx/429) with exponential
+backoff, at most ``RETRIES`` attempts and ``DEADLINE_S`` seconds per operation; each retry is
+logged once (URL, attempt, cause) and counted (``take_retry_events``). Connect and read timeouts
+are set here once (``CONNECT_TIMEOUT_S``, ``READ_TIMEOUT_S``) and s3fs's and botocore's own
+retries are turned off, so the layers do not multiply: a stalled endpoint fails within about
+``DEADLINE_S`` with the object's name. A missing object raises ``FileNotFoundError`` naming the URL
+at once; missing credentials a ``PermissionError`` saying so.
 ``register_gopen()`` adds an ``s3`` handler to webdataset's ``gopen`` (done at import when
 webdataset is already loaded), so stock ``webdataset.WebDataset(["s3://bucket/x.tar"])`` works.
 A shard set's URLs come from its manifest (``manifest.shard_urls``), whose shard names are plain
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import logging
 import os
 import socket
 import sys
@@ -29,10 +36,25 @@ import urllib.request
 import braceexpand
 
 REMOTE_SCHEMES = ("http", "https", "s3")
-RETRIES = 5              # attempts in all, for transient errors
+RETRIES = 5              # attempts in all per operation, for transient errors
 BACKOFF_S = 0.25         # first wait; doubles each attempt
-HTTP_TIMEOUT_S = 60.0
+DEADLINE_S = 60.0        # no operation (an open, one read) retries past this many seconds
+CONNECT_TIMEOUT_S = 5.0  # per attempt
+READ_TIMEOUT_S = 10.0    # per attempt: the longest silence of a server before it counts as a stall
+HTTP_TIMEOUT_S = READ_TIMEOUT_S
 S3_BLOCK_SIZE = 8 << 20  # streaming reads: few large range requests
+
+log = logging.getLogger("shards.openers")
+
+
+_retry_events: list[dict] = []   # this process's retries, until taken (loader statistics)
+
+
+def take_retry_events() -> list[dict]:
+    """The retries made in this process since the last call: ``{"url", "attempt", "cause"}``."""
+    taken = list(_retry_events)
+    _retry_events.clear()
+    return taken
 
 
 class TransientError(OSError):
@@ -80,12 +102,17 @@ def endpoint_url(explicit: str | None = None) -> str | None:
 
 
 def s3_filesystem(endpoint: str | None = None):
-    """An s3fs filesystem for the configured endpoint (instances are cached by fsspec)."""
+    """An s3fs filesystem for the configured endpoint (instances are cached by fsspec), with
+    this module's timeouts and without retries of its own (``with_retries`` is the one layer)."""
     import s3fs
 
     endpoint = endpoint_url(endpoint)
     client_kwargs = {"endpoint_url": endpoint} if endpoint else {}
-    return s3fs.S3FileSystem(client_kwargs=client_kwargs)
+    config = {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": READ_TIMEOUT_S,
+              "retries": {"total_max_attempts": 1, "mode": "standard"}}
+    fs = s3fs.S3FileSystem(client_kwargs=client_kwargs, config_kwargs=config)
+    fs.retries = 1   # s3fs's own loop around each call (a class attribute, not an argument)
+    return fs
 
 
 def filesystem(url, *, endpoint: str | None = None):
@@ -124,7 +151,8 @@ def open_url(url, mode: str = "rb", *, endpoint: str | None = None, retries: int
         return with_retries(lambda: _open_http(url), url, retries)
     if kind == "s3":
         fs = s3_filesystem(endpoint)
-        return with_retries(lambda: _open_s3(fs, url, mode), url, retries)
+        opened = with_retries(lambda: _open_s3(fs, url, mode), url, retries)
+        return _RetryingS3Reader(fs, url, opened) if mode == "rb" else opened
     raise ValueError(f"{url}: unsupported URL scheme {kind!r} (use a path, file://, http(s)://, s3://)")
 
 
@@ -133,18 +161,36 @@ def read_bytes(url, *, endpoint: str | None = None) -> bytes:
         return stream.read()
 
 
-def with_retries(action, url: str, retries: int | None = None):
-    """Run ``action()``; retry transient errors with exponential backoff, re-raise the rest."""
+def with_retries(action, url: str, retries: int | None = None, *, recover=None):
+    """Run ``action()``; retry transient errors with exponential backoff (``recover()`` first,
+    e.g. to reopen a stream), at most ``retries`` attempts and ``DEADLINE_S`` seconds; re-raise
+    the rest. The final error names the URL, the attempts and the last cause."""
     attempts = RETRIES if retries is None else max(1, retries)
-    for attempt in range(attempts):
+    started = time.monotonic()
+    for attempt in range(1, attempts + 1):
         try:
+            if attempt > 1 and recover is not None:
+                recover()
             return action()
         except Exception as exc:  # noqa: BLE001 - classified just below
             error = classify(exc, url)
-            if not isinstance(error, TransientError) or attempt == attempts - 1:
+            if not isinstance(error, TransientError):
                 raise error from exc
-            time.sleep(BACKOFF_S * 2 ** attempt)
+            wait = BACKOFF_S * 2 ** (attempt - 1)
+            spent = time.monotonic() - started
+            if attempt == attempts or spent + wait > DEADLINE_S:
+                raise TransientError(f"{error} (gave up after {attempt} attempts in "
+                                     f"{spent:.1f} s)") from exc
+            note_retry(url, attempt, error)
+            time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def note_retry(url: str, attempt: int, cause) -> None:
+    """Log a retry once and count it."""
+    cause = str(cause).replace(f"{url}: ", "")
+    log.warning("retrying %s (attempt %d failed: %s)", url, attempt, cause)
+    _retry_events.append({"url": url, "attempt": attempt, "cause": cause})
 
 
 def classify(exc: BaseException, url: str) -> BaseException:
@@ -161,12 +207,25 @@ def classify(exc: BaseException, url: str) -> BaseException:
         return FileNotFoundError(f"{url}: no such object")
     if isinstance(exc, PermissionError):
         return PermissionError(f"{url}: access denied ({exc})")
+    if isinstance(exc, TransientError):
+        return exc
     if isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout)):
         return TransientError(f"{url}: {exc}")
     name = type(exc).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return PermissionError(f"{url}: no S3 credentials found (set AWS_ACCESS_KEY_ID and "
+                               f"AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws)")
     if name in ("EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
-                "ConnectTimeoutError", "ClientOSError", "ServerDisconnectedError"):
-        return TransientError(f"{url}: {exc}")
+                "ConnectTimeoutError", "ClientOSError", "ServerDisconnectedError",
+                "ClientPayloadError", "ResponseStreamingError", "IncompleteRead",
+                "ContentLengthError", "ServerTimeoutError", "ClientConnectionError",
+                "IncompleteReadError", "ProtocolError", "TimeoutError"):
+        return TransientError(f"{url}: {name}: {exc}")
+    if name == "ClientError":   # botocore: throttling and server errors are worth another try
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        if code in ("SlowDown", "Throttling", "ServiceUnavailable", "InternalError", "503",
+                    "500", "502", "504", "RequestTimeout"):
+            return TransientError(f"{url}: {exc}")
     if type(exc) is OSError:  # s3fs turns unexpected service errors into plain OSError
         return TransientError(f"{url}: {exc}")
     return exc
@@ -201,6 +260,7 @@ class _ResumingHTTPStream(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         attempt = 0
+        started = time.monotonic()
         while True:
             try:
                 if self._response is None:
@@ -214,12 +274,16 @@ class _ResumingHTTPStream(io.RawIOBase):
                 if isinstance(exc, (FileNotFoundError, PermissionError, _NotResumable)):
                     raise
                 attempt += 1
-                if attempt >= RETRIES:
-                    raise TransientError(f"{self.url}: {exc} (gave up after {RETRIES} tries)") from exc
+                wait = BACKOFF_S * 2 ** (attempt - 1)
+                spent = time.monotonic() - started
+                if attempt >= RETRIES or spent + wait > DEADLINE_S:
+                    raise TransientError(f"{self.url}: {exc} (gave up after {attempt} attempts "
+                                         f"in {spent:.1f} s)") from exc
+                note_retry(self.url, attempt, exc)
                 if self._response is not None:
                     self._response.close()
                     self._response = None
-                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+                time.sleep(wait)
 
     def _reopen(self) -> None:
         try:
@@ -242,6 +306,54 @@ class _ResumingHTTPStream(io.RawIOBase):
 
 class _NotResumable(OSError):
     """The server cannot continue a broken stream (no Range support)."""
+
+
+class _RetryingS3Reader(io.RawIOBase):
+    """An S3 object read through the retry layer: a read that fails transiently (reset,
+    truncated body, timeout, 5xx) reopens the object at the same position and carries on."""
+
+    def __init__(self, fs, url: str, opened):
+        super().__init__()
+        self.fs, self.url, self._file, self._pos = fs, url, opened, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = self._file.seek(offset, whence)
+        return self._pos
+
+    def _reopen(self) -> None:
+        try:
+            self._file.close()
+        except Exception:  # noqa: BLE001 - the broken stream is dropped anyway
+            pass
+        self._file = _open_s3(self.fs, self.url, "rb")
+        self._file.seek(self._pos)
+
+    def read(self, n: int = -1) -> bytes:
+        def attempt():
+            data = self._file.read(n)
+            self._pos += len(data)
+            return data
+        return with_retries(attempt, self.url, recover=self._reopen)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            super().close()
 
 
 def _open_s3(fs, url: str, mode: str):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,11 +158,46 @@ def encode_png16(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def decode_png16(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
-        if img.mode not in ("I;16", "I;16B", "I;16L"):
-            raise SchemaError(f"PNG is {img.mode}, expected 16-bit grayscale")
-        return np.asarray(img, dtype=np.uint16)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_GRAY = 0     # IHDR colour type of grayscale without alpha
+
+
+def png_header(data) -> tuple[int, int, int, int]:
+    """``(width, height, bit depth, colour type)`` from a PNG's IHDR chunk, read without
+    decoding anything (the header is the first 33 bytes)."""
+    head = bytes(data[:33])
+    if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise SchemaError("undecodable PNG: no PNG signature and IHDR header")
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    return width, height, depth, colour
+
+
+def check_png_header(data, size: int | None) -> None:
+    """Refuse a PNG whose header is not 16-bit grayscale of ``size`` x ``size`` before any pixel
+    is decoded: a header claiming 60000 x 60000, or a small zlib stream that inflates to
+    9000 x 9000, must cost nothing."""
+    width, height, depth, colour = png_header(data)
+    if depth != 16 or colour != PNG_GRAY:
+        raise SchemaError(f"PNG header says bit depth {depth}, colour type {colour}; expected "
+                          f"16-bit grayscale (16, {PNG_GRAY})")
+    if size is not None and (width, height) != (int(size), int(size)):
+        raise SchemaError(f"PNG header says {width}x{height}, metadata says size {size}")
+
+
+def decode_png16(data: bytes, size: int | None = None) -> np.ndarray:
+    """A 16-bit grayscale PNG as uint16; the header is checked first (against ``size`` when
+    given) and any decoder error becomes a ``SchemaError``."""
+    check_png_header(data, size)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.mode not in ("I;16", "I;16B", "I;16L"):
+                raise SchemaError(f"PNG is {img.mode}, expected 16-bit grayscale")
+            return np.asarray(img, dtype=np.uint16)
+    except SchemaError:
+        raise
+    except Exception as exc:   # noqa: BLE001 - Pillow raises many kinds (OSError, ValueError,
+        # DecompressionBombError, SyntaxError, zlib.error...): all mean unreadable bytes
+        raise SchemaError(f"undecodable PNG ({type(exc).__name__}: {exc})") from None
 
 
 def encode_raw16(image: np.ndarray) -> bytes:
@@ -187,8 +223,10 @@ def encode_pair(key: str, left: np.ndarray, right: np.ndarray, meta: dict, fmt: 
             META_FIELD: _dump(meta)}
 
 
-def decode_pair(sample: dict, where: str = "") -> PairSample:
-    key, meta = _checked_meta(sample, "pair", where)
+def decode_pair(sample: dict, where: str = "", size: int | None = None) -> PairSample:
+    """A pair sample decoded and checked; ``size``: the patch side the reader expects (a
+    sample whose metadata says otherwise is refused before any decoding)."""
+    key, meta = _checked_meta(sample, "pair", where, size)
     left, right = (_decode_image(sample, prefix, meta, key, where)
                    for prefix in _IMAGE_PREFIXES["pair"])
     return PairSample(key, left, right, meta)
@@ -204,20 +242,23 @@ def encode_patch(key: str, image: np.ndarray, meta: dict, fmt: str = "png") -> d
     return {"__key__": key, field: encode(image), META_FIELD: _dump(meta)}
 
 
-def decode_patch(sample: dict, where: str = "") -> PatchSample:
-    key, meta = _checked_meta(sample, "patch", where)
+def decode_patch(sample: dict, where: str = "", size: int | None = None) -> PatchSample:
+    key, meta = _checked_meta(sample, "patch", where, size)
     return PatchSample(key, _decode_image(sample, _IMAGE_PREFIXES["patch"][0], meta, key, where),
                        meta)
 
 
-def decode(sample: dict, where: str = "", kind: str | None = None) -> PairSample | PatchSample:
+def decode(sample: dict, where: str = "", kind: str | None = None,
+           size: int | None = None) -> PairSample | PatchSample:
     """``decode_pair`` or ``decode_patch``: by ``kind``, or else by the sample's own metadata
-    (anything that does not say ``patch`` is checked as a pair)."""
+    (anything that does not say ``patch`` is checked as a pair); ``size``: the expected patch
+    side, if known."""
     if kind is None:
         kind = "patch" if _peek_kind(sample) == "patch" else "pair"
     if kind not in KINDS:
         raise SchemaError(f"unknown sample kind {kind!r}; expected one of {KINDS}")
-    return decode_patch(sample, where) if kind == "patch" else decode_pair(sample, where)
+    return (decode_patch(sample, where, size) if kind == "patch"
+            else decode_pair(sample, where, size))
 
 
 def sample_format(sample: dict) -> str:
@@ -245,12 +286,14 @@ def parse_metas(fields: list) -> tuple[list, bytes]:
     return metas, text
 
 
-def decode_batch(kind: str, samples: list, images: list | None = None, alloc=None) -> DecodedBatch:
+def decode_batch(kind: str, samples: list, images: list | None = None, alloc=None,
+                 size: int | None = None) -> DecodedBatch:
     """Samples of one ``kind`` decoded straight into one uint16 batch array.
 
     ``images``: per sample, which of its images (indices into ``image_fields``) become its
     channels; default all of them. ``alloc(shape)``: where the pixels go (a numpy array, e.g. a
-    worker's shared output slot); default new memory.
+    worker's shared output slot); default new memory. ``size``: the patch side the batch must
+    have (the shard set's, from its manifest); default the first sample's.
 
     The batch's JSON is parsed in one call and raw pixels are copied from the read buffer into
     the batch once. A sample that does not meet the schema on this path (unreadable JSON, a
@@ -266,7 +309,7 @@ def decode_batch(kind: str, samples: list, images: list | None = None, alloc=Non
         metas, text = parse_metas([sample[META_FIELD] for sample in samples])
     except (KeyError, TypeError, ValueError, UnicodeDecodeError):
         metas, text = None, None
-    size = _batch_size_px(kind, metas, samples)
+    size = int(size) if size is not None else _batch_size_px(kind, metas, samples)
     shape = (len(samples), len(images[0]) if images else 0, size, size)
     pixels = np.empty(shape, np.uint16) if alloc is None else alloc(shape)
     for i, (sample, wanted) in enumerate(zip(samples, images)):
@@ -275,7 +318,7 @@ def decode_batch(kind: str, samples: list, images: list | None = None, alloc=Non
                 and all(f in meta for f in required) and meta["size"] == size
                 and all(_decode_into(sample, prefixes[w], size, pixels[i, c])
                         for c, w in enumerate(wanted))):
-            decoded = decode(sample, sample.get("__where__", ""), kind)
+            decoded = decode(sample, sample.get("__where__", ""), kind, size)
             for c, w in enumerate(wanted):
                 pixels[i, c] = decoded.images[w]
             if metas is None:
@@ -324,13 +367,22 @@ def _dump(meta: dict) -> bytes:
     return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def _checked_meta(sample: dict, kind: str, where: str) -> tuple[str, dict]:
-    """The sample's key and metadata, which must hold the kind's required fields."""
+def _checked_meta(sample: dict, kind: str, where: str, size: int | None = None
+                  ) -> tuple[str, dict]:
+    """The sample's key and metadata, which must hold the kind's required fields and, when
+    ``size`` is given, say that size (checked before any pixel is decoded)."""
     key = sample.get("__key__", "?")
     meta = _load_meta(sample, key, where)
+    if not isinstance(meta, dict):
+        raise SchemaError(_at(where, key, f"json is a {type(meta).__name__}, not an object"))
     _check_fields(meta, _REQUIRED[kind], key, where)
     if meta["kind"] != kind:
         raise SchemaError(_at(where, key, f"kind is {meta['kind']!r}, expected {kind!r}"))
+    stated = meta["size"]
+    if not isinstance(stated, int) or isinstance(stated, bool) or stated < 1:
+        raise SchemaError(_at(where, key, f"size {stated!r} is not a positive integer"))
+    if size is not None and stated != int(size):
+        raise SchemaError(_at(where, key, f"size {stated}, the shard set's patches are {size}"))
     return key, meta
 
 
@@ -361,7 +413,7 @@ def _image_data(sample: dict, prefix: str):
 
 
 def _decode_bytes(fmt: str, data, size: int) -> np.ndarray:
-    return decode_png16(data) if fmt == "png" else decode_raw16(data, (size, size))
+    return decode_png16(data, size) if fmt == "png" else decode_raw16(data, (size, size))
 
 
 def _decode_into(sample: dict, prefix: str, size: int, out: np.ndarray) -> bool:
@@ -390,15 +442,17 @@ def _batch_size_px(kind: str, metas, samples) -> int:
 
 
 def _decode_image(sample: dict, prefix: str, meta: dict, key: str, where: str) -> np.ndarray:
-    size = int(meta["size"])
+    name = prefix.rstrip(".") or "image"
     try:
+        size = int(meta["size"])
         found = _image_data(sample, prefix)
         if found is None:
             raise SchemaError(f"no {' or '.join(prefix + e for e in EXTENSIONS.values())} field")
         image = _decode_bytes(found[0], found[1], size)
     except SchemaError as exc:
-        raise SchemaError(_at(where, key, str(exc))) from None
-    except (OSError, ValueError) as exc:  # PIL raises these for corrupt PNG bytes
-        raise SchemaError(_at(where, key, f"undecodable {prefix}png ({exc})")) from None
+        raise SchemaError(_at(where, key, f"{name}: {exc}")) from None
+    except Exception as exc:   # noqa: BLE001 - any decoder failure is the sample's fault
+        raise SchemaError(_at(where, key, f"{name}: undecodable ({type(exc).__name__}: "
+                                          f"{exc})")) from None
     _check_shape(image, size, key, prefix.rstrip(".") or "image", where)
     return image

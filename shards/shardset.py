@@ -16,6 +16,8 @@ class ShardRef:
     url: str
     samples: int
     index_url: str | None = None
+    bytes: int | None = None      # size and checksum from the manifest (verified reads)
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,12 @@ class ShardSet:
         return sum(self.counts)
 
     @property
+    def bytes(self) -> int | None:
+        """The split's size in bytes as the manifest records it (None if it does not say)."""
+        sizes = [s.bytes for s in self.shards]
+        return None if any(b is None for b in sizes) else sum(sizes)
+
+    @property
     def is_local(self) -> bool:
         return all(openers.local_path(s.url) is not None for s in self.shards)
 
@@ -50,6 +58,26 @@ class ShardSet:
         raise ValueError(f"{self.root}: split {self.split!r} holds no samples")
 
 
+def sample_kind(shard_set: ShardSet) -> str | None:
+    """``"pair"`` or ``"patch"``: what the set holds, from its build parameters (a patch set's
+    record a ``task``, a pair set's a ``stride``), else, for a local set, from its first sample's
+    metadata; None when neither says (a remote set whose parameters do not)."""
+    if "task" in shard_set.params:
+        return "patch"
+    if "stride" in shard_set.params:
+        return "pair"
+    if not shard_set.is_local:
+        return None
+    for shard in shard_set.shards:
+        with contextlib.closing(samples.iter_samples(shard.url)) as stored:
+            for sample in stored:
+                try:
+                    return json.loads(sample[schema.META_FIELD]).get("kind")
+                except (KeyError, ValueError, AttributeError):
+                    return None
+    return None
+
+
 def open_shard_set(source, split: str = "train", *, endpoint: str | None = None) -> ShardSet:
     """A shard set from its root (local path, ``file://``, ``http(s)://``, ``s3://``) or from a
     ready ``ShardSet``; counts come from ``manifest.json``."""
@@ -61,5 +89,6 @@ def open_shard_set(source, split: str = "train", *, endpoint: str | None = None)
     for record in manifest_mod.split_shards(data, split, root):
         index = record.get("index_name")
         refs.append(ShardRef(openers.join_url(root, record["name"]), int(record["samples"]),
-                             openers.join_url(root, index) if index else None))
+                             openers.join_url(root, index) if index else None,
+                             record.get("bytes"), record.get("sha256")))
     return ShardSet(root, split, tuple(refs), dict(data.get("params") or {}), endpoint)

@@ -61,6 +61,8 @@ def verify(root_or_url, *, sample_fraction: float = 0.05, seed: int = 0, workers
     report = VerifyReport(root)
     try:
         data = manifest_mod.read_manifest(root, endpoint=endpoint)
+    except FileNotFoundError:
+        raise   # no shard set there at all: the caller's mistake, not a failed check
     except (OSError, ValueError) as exc:
         report.problems.append(str(exc))
         return report
@@ -128,12 +130,14 @@ def _finish(sample: dict, check: ShardCheck, name: str, fraction: float,
     check.samples += 1
     if fraction <= 0 or not (check.decoded == 0 or rng.random() < fraction):
         return
+    check.decoded += 1
     try:
         schema.decode(sample, where=name)
-        check.decoded += 1
     except schema.SchemaError as exc:
-        check.decoded += 1
         check.problems.append(str(exc))
+    except Exception as exc:   # noqa: BLE001 - a damaged sample must not stop the check
+        check.problems.append(f"{name}: {sample.get('__key__', '?')}: undecodable "
+                              f"({type(exc).__name__}: {exc})")
 
 
 def _check_index(root, idx_name, components, check: ShardCheck, endpoint) -> None:
