@@ -4,6 +4,8 @@ Counts are in images and add up: ``images.read == images.used + images.rejected`
 rejected images are the adapter's skips, the images without a contralateral partner (or
 duplicates), and both images of every rejected pair. Each rejection is listed with its stage,
 reason and detail (and the quality figures for a pair below the registration threshold).
+``images.sources`` (the ``dicom`` adapter) counts the images kept per place their patient,
+study, laterality and view were found (a tag's keyword, ``filename``, ``folder``, ...).
 """
 from __future__ import annotations
 
@@ -93,6 +95,8 @@ class Report:
         self.data["images"]["read"] = table.read
         for skip in table.skipped:
             self._reject(skip.item, "exams", skip.reason, skip.detail)
+        if hasattr(table, "source_counts"):   # adapters that infer ids say where they found them
+            self.data["images"]["sources"] = table.source_counts()
 
     def pairing(self, pairs, unpaired) -> None:
         self.data["pairs"]["formed"] = len(pairs)
