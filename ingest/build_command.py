@@ -61,7 +61,7 @@ def _common(p) -> None:
     pix.add_argument("--transform", choices=_transforms(), default=None,
                      help=f"registration transform (default {RegisterParams.transform})")
     pix.add_argument("--min-dice", type=fraction, default=None,
-                     help="quality: least Dice of the breast masks after registration "
+                     help="quality: least Dice of the breast masks in the alignment kept "
                           f"(default {QualityParams.dice_after})")
     pix.add_argument("--min-ncc", type=float, default=None,
                      help="quality: least correlation inside the breasts after registration "

@@ -12,7 +12,11 @@ inside each mask, sigmas 12 and 60 full-resolution pixels), every pixel of the f
 pyramid (``shrink`` 16/8). The finest level is made once by a numpy block mean (``reduce``), the
 coarser one by SimpleITK (smoothing sigma = relative shrink / 2 pixels); the moved image is
 resampled at full resolution and, like a normalised image, is 0 exactly outside its (moved)
-mask. The metric samples only pixels at least ``metric_margin`` (8% of the height) inside BOTH
+mask; what comes from outside the moving image's field of view is outside the moved mask
+(background), so the tiling rules drop the tiles there rather than cut empty wedges. Last,
+the registered alignment is compared with the pair as it came (``alignment_score``: mask Dice
+plus correlation over the breasts) and the better one is kept (``Registration.alignment``): a
+registration never makes a pair worse than not registering it. The metric samples only pixels at least ``metric_margin`` (8% of the height) inside BOTH
 breasts. Why: the two breasts of an exam share their tissue's low frequencies only; their
 outlines (compression, shape), the envelopes that follow the outlines, vessels and fine texture
 are their own, so the band-pass keeps the shared band and the margin drops the outline-driven
@@ -49,16 +53,28 @@ class Registration:
     moved: np.ndarray             # uint16, moving image on the fixed grid
     moved_mask: np.ndarray        # bool
     transform: dict               # {"type", "parameters", "fixed_parameters"}: fixed → moving points
-    dice_before: float
-    dice_after: float
-    ncc_after: float              # normalised cross-correlation inside the union of the masks
+    dice_before: float            # Dice of the two breast masks as they came (not registered)
+    dice_after: float             # Dice of the alignment used (``alignment``)
+    ncc_after: float              # correlation inside the union of the masks, alignment used
     metric: float                 # final metric value (negative; lower is better)
     seconds: float
     iterations: list[int] = field(default_factory=list)   # optimizer iterations per level
+    ncc_before: float = float("nan")        # correlation as they came
+    dice_registered: float = float("nan")   # the registered alignment's figures, kept or not
+    ncc_registered: float = float("nan")
+    alignment: str = "registered"           # "registered" or "initial" (the pair as it came)
 
     def quality(self) -> dict:
         return {"dice_before": self.dice_before, "dice_after": self.dice_after,
-                "ncc_after": self.ncc_after, "metric": self.metric, "seconds": self.seconds}
+                "ncc_before": self.ncc_before, "ncc_after": self.ncc_after,
+                "dice_registered": self.dice_registered, "ncc_registered": self.ncc_registered,
+                "alignment": self.alignment, "metric": self.metric, "seconds": self.seconds}
+
+
+def alignment_score(dice_value: float, ncc_value: float) -> float:
+    """How well two sides line up: breast-mask Dice (the outlines) plus the correlation of the
+    images over the breasts (the tissue). Both in [-1, 1]; higher is better."""
+    return float(dice_value) + float(ncc_value)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -331,18 +347,32 @@ def register_pair(fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray,
     # Same convention as a normalised image: 0 exactly where the mask is off, >= 1 on it.
     moved_arr[~moved_mask_arr] = 0
     moved_arr[moved_mask_arr & (moved_arr == 0)] = 1
-    union = fixed_mask | moved_mask_arr
     flat = _flat(final)
+    # Never worse than not registering: when the two breasts differ beyond what a similarity
+    # transform explains (real film pairs: compression, positioning, shape), the optimum of
+    # the tissue metric can move the outlines apart. Keep the pair as it came when it lines up
+    # better by the alignment score.
+    before = (dice(fixed_mask, moving_mask), ncc(fixed, moving, fixed_mask | moving_mask))
+    after = (dice(fixed_mask, moved_mask_arr), ncc(fixed, moved_arr, fixed_mask | moved_mask_arr))
+    initial_better = alignment_score(*before) > alignment_score(*after)
+    if initial_better:
+        kept_tx = TRANSFORMS[transform]()         # identity: the moving image as it came
+        moved_arr = np.asarray(moving, dtype=np.uint16).copy()
+        moved_mask_arr = moving_mask.copy()
     return Registration(
         moved=moved_arr,
         moved_mask=moved_mask_arr,
-        transform=transform_to_dict(flat),
-        dice_before=dice(fixed_mask, moving_mask),
-        dice_after=dice(fixed_mask, moved_mask_arr),
-        ncc_after=ncc(fixed, moved_arr, union),
+        transform=transform_to_dict(kept_tx if initial_better else flat),
+        dice_before=before[0],
+        dice_after=before[0] if initial_better else after[0],
+        ncc_after=before[1] if initial_better else after[1],
         metric=metric_value,
         seconds=time.perf_counter() - start,
         iterations=per_level,
+        ncc_before=before[1],
+        dice_registered=after[0],
+        ncc_registered=after[1],
+        alignment="initial" if initial_better else "registered",
     )
 
 

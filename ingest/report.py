@@ -49,7 +49,8 @@ class Report:
         self.data: dict = {
             "params": params,
             "images": {"read": 0, "used": 0, "rejected": 0, "reasons": {}},
-            "pairs": {"formed": 0, "registered": 0, "from_cache": 0, "rejected": 0, "used": 0},
+            "pairs": {"formed": 0, "registered": 0, "from_cache": 0, "rejected": 0, "used": 0,
+                      "alignment": {}},
             "tiles": {"total": 0, "kept": 0, "dropped": {}},
             "samples": {},
             "rejected": [],
@@ -84,7 +85,8 @@ class Report:
                 figures: dict | None = None) -> None:
         entry = {"item": item, "stage": stage, "reason": reason, "detail": detail, "images": images}
         if figures:
-            entry["figures"] = {k: round(float(v), 4) for k, v in figures.items()}
+            entry["figures"] = {k: v if isinstance(v, str) else round(float(v), 4)
+                                for k, v in figures.items()}
         self.data["rejected"].append(entry)
         self.data["images"]["rejected"] += images
         self._reasons[reason] += images
@@ -108,6 +110,10 @@ class Report:
         status = result.get("status")
         if status in ("registered", "cached"):
             self.data["pairs"]["from_cache" if status == "cached" else "registered"] += 1
+            # which alignment the pair kept: the registered one or the pair as it came
+            kept = (result.get("quality") or {}).get("alignment", "registered")
+            counts = self.data["pairs"]["alignment"]
+            counts[kept] = counts.get(kept, 0) + 1
 
     def pair_used(self, pair, result: dict) -> None:
         self.data["pairs"]["used"] += 1
@@ -172,7 +178,9 @@ def summary(data: dict) -> str:
         f"images: {im['read']} read, {im['used']} used, {im['rejected']} rejected"
         + (f" ({', '.join(f'{k}: {v}' for k, v in im['reasons'].items())})" if im["reasons"] else ""),
         f"pairs: {pa['formed']} formed, {pa['registered']} registered, {pa['from_cache']} from cache, "
-        f"{pa['rejected']} rejected, {pa['used']} used",
+        f"{pa['rejected']} rejected, {pa['used']} used"
+        + (f" (alignment kept: {', '.join(f'{k} {v}' for k, v in sorted(pa['alignment'].items()))})"
+           if pa.get("alignment") else ""),
         f"tiles: {ti['total']} on the grid, {ti['kept']} kept"
         + (f", dropped {', '.join(f'{k}: {v}' for k, v in ti['dropped'].items())}" if ti["dropped"] else ""),
     ]
