@@ -102,6 +102,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-border-xor", type=fraction, default=BuildConfig.max_border_xor,
                    help="drop a patch pair whose breast masks disagree on more than this "
                         f"fraction of its pixels ({BuildConfig.max_border_xor})")
+    p.add_argument("--qc", action="store_true",
+                   help="also write the contact sheet of the pairs, rejected and worst first, "
+                        "to <out>/qc.png (as `ingest qc`)")
     p.set_defaults(func=run_build_shards)
 
     d = subparsers.add_parser(
@@ -158,6 +161,10 @@ def run_build_shards(args) -> int:
     data = pipeline.build_shards(config)
     print(report.summary(data))
     print(f"wrote {data['shards']} shard(s), manifest.json and report.json to {config.out}")
+    if args.qc:
+        from ingest import qc
+
+        print(f"wrote {qc.write_qc(config.out)}")
     return 0
 
 

@@ -128,6 +128,16 @@ class PairCache:
         self.params_hash = digest({"version": CACHE_VERSION, **self.params})
         self.root = Path(root) / "pairs" / self.params_hash
 
+    @classmethod
+    def at(cls, folder) -> "PairCache":
+        """The cache whose pairs lie in ``folder`` (``root/pairs/<params-hash>``, as a report
+        records it): for reading pairs back without the build's parameters."""
+        cache = cls.__new__(cls)
+        cache.root = Path(folder)
+        cache.params_hash = cache.root.name
+        cache.params = {}
+        return cache
+
     # --- names ------------------------------------------------------------------------------
 
     def entry_name(self, pair_id: str, inputs: dict) -> str:
