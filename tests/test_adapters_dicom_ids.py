@@ -177,3 +177,30 @@ def test_later_study_stays_apart(exam, tmp_path):
     pairs, unpaired = pair_exams(table)
     assert unpaired == [] and len(pairs) == 4 and len({p.study for p in pairs}) == 2
     shutil.rmtree(first)
+
+
+@pytest.mark.parametrize("text, lat, view", [
+    ("P_00001_LEFT_CC", "L", "CC"),
+    ("R MLO", "R", "MLO"),
+    ("RCC", "R", "CC"),
+    ("L_MLO", "L", "MLO"),
+    ("Right cranio-caudal", "R", "CC"),
+    ("R12345", None, None),            # a bare letter in an id names no side
+    ("HOLOGIC L", None, None),
+    ("A\\R", None, None),              # an orientation code is not text
+])
+def test_text_rules(text, lat, view):
+    from ingest.adapters import dicom_tags
+
+    assert dicom_tags.laterality_from_text(text) == lat
+    assert dicom_tags.view_from_text(text) == view
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("A\\R", ("L", "CC")), ("P\\L", ("R", "CC")), ("A\\FR", ("L", "MLO")), ("P\\FL", ("R", "MLO")),
+    ("A\\F", (None, None)), ("L CC", (None, None)),
+])
+def test_orientation_code(code, expected):
+    from ingest.adapters import dicom_tags
+
+    assert dicom_tags.orientation_code(code) == expected

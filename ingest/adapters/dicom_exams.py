@@ -82,11 +82,11 @@ def group_exams(files: list[FileIds]) -> dict[str, tuple[str, str, str, str]]:
     out = {}
     singles: dict[str, list[FileIds]] = defaultdict(list)
     for (patient, study), members in by_study.items():
-        if len(members) > 1 or not study:
+        if study and len(members) > 1:
             for f in members:
-                out[f.path] = (*patients[f.path], study, "StudyInstanceUID" if study else "")
-        else:
-            singles[patient].append(members[0])
+                out[f.path] = (*patients[f.path], study, "StudyInstanceUID")
+        else:                 # a single-image study, or images without a StudyInstanceUID
+            singles[patient].extend(members)
     for patient, members in singles.items():
         rest = members
         for source, key in (("AccessionNumber",
@@ -108,7 +108,7 @@ def group_exams(files: list[FileIds]) -> dict[str, tuple[str, str, str, str]]:
                                "one image per side and view")
         else:
             for f in rest:
-                out[f.path] = (*patients[f.path], f.study_uid, "StudyInstanceUID")
+                out[f.path] = (*patients[f.path], f.study_uid, "StudyInstanceUID" if f.study_uid else "")
     return out
 
 

@@ -39,12 +39,17 @@ _PHRASES = (("CRANIO-CAUDAL", "CC"), ("CRANIOCAUDAL", "CC"), ("CRANIO CAUDAL", "
 
 
 def tag_text(ds, name: str) -> str:
+    """A tag's value as stripped text ('' when missing); several values joined by backslashes,
+    as DICOM writes them (PatientOrientation ``A\\R``)."""
     value = ds.get(name) if ds is not None else None
     if value is None:
         return ""
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return "\\".join(str(v) for v in value).strip()
     return str(getattr(value, "value", value)).strip()
+
+
+_text = tag_text   # the name this helper had before
 
 
 def tokens(text: str) -> list[str]:
@@ -72,7 +77,7 @@ def laterality_from_text(text: str) -> str | None:
             found.add(token[0])
         elif token in LATERALITIES:
             beside = words[i - 1:i] + words[i + 1:i + 2]
-            if len(words) == 1 or any(_is_view(w) for w in beside):
+            if text.strip().upper() == token or any(_is_view(w) for w in beside):
                 found.add(token)
     return found.pop() if len(found) == 1 else None
 
@@ -132,10 +137,12 @@ def _from_texts(ds, path: str, parse) -> tuple[str | None, str]:
     return None, ""
 
 
-def laterality(ds, path: str = "") -> tuple[str | None, str]:
+def laterality(ds, fallback_text: str = "") -> tuple[str | None, str]:
     """(laterality, where it came from); laterality is None when nothing says it.
 
-    ``path``: the file's path (relative to the dataset's root), searched after the header."""
+    ``fallback_text``: the file's path (relative to the dataset's root) or name, searched after
+    the header's tags."""
+    path = fallback_text
     for tag in ("ImageLaterality", "Laterality"):
         value = tag_text(ds, tag).upper()
         if value in LATERALITIES:
@@ -147,8 +154,10 @@ def laterality(ds, path: str = "") -> tuple[str | None, str]:
     return (side, "PatientOrientation") if side else (None, "")
 
 
-def view(ds, path: str = "") -> tuple[str | None, str]:
-    """(view, where it came from); view is None when unknown or not CC/MLO."""
+def view(ds, fallback_text: str = "") -> tuple[str | None, str]:
+    """(view, where it came from); view is None when unknown or not CC/MLO. ``fallback_text``:
+    as for ``laterality``."""
+    path = fallback_text
     value = tag_text(ds, "ViewPosition").upper()
     if value in VIEWS:
         return value, "ViewPosition"
