@@ -110,7 +110,8 @@ class Report:
         status = result.get("status")
         if status in ("registered", "cached"):
             self.data["pairs"]["from_cache" if status == "cached" else "registered"] += 1
-            self.data.setdefault("entries", {})[result.get("pair_id")] = result.get("entry")
+            if result.get("pair_id") and result.get("entry"):
+                self.data.setdefault("entries", {})[result["pair_id"]] = result["entry"]
             # which alignment the pair kept: the registered one or the pair as it came
             kept = (result.get("quality") or {}).get("alignment", "registered")
             counts = self.data["pairs"]["alignment"]
