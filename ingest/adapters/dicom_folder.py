@@ -84,16 +84,16 @@ def load(root, manifest=None) -> DicomExamTable:
         text = str(path.relative_to(root))
         lat, lat_src, view, view_src = _side_and_view(ds, text, extra)
         if lat not in ("L", "R"):
-            table.skipped.append(Skip(str(path), "missing laterality",
-                                      "looked in the standard tags, " + ", ".join(dicom_tags.TEXT_TAGS)
-                                      + f" and the path {text!r}: "
-                                      + _looked_at(ds, ("ImageLaterality", "Laterality"))))
+            table.skipped.append(Skip(str(path), "missing laterality", (
+                f"laterality={extra['laterality']!r} in {manifest}" if "laterality" in extra
+                else "looked in the standard tags, " + ", ".join(dicom_tags.TEXT_TAGS)
+                + f" and the path {text!r}: " + _looked_at(ds, ("ImageLaterality", "Laterality")))))
             continue
         if view not in ("CC", "MLO"):
-            table.skipped.append(Skip(str(path), "unknown view",
-                                      "looked in ViewPosition, ViewCodeSequence, "
-                                      + ", ".join(dicom_tags.TEXT_TAGS) + f" and the path {text!r}: "
-                                      + _looked_at(ds, ("ViewPosition",))))
+            table.skipped.append(Skip(str(path), "unknown view", (
+                f"view={extra['view']!r} in {manifest}" if "view" in extra
+                else "looked in ViewPosition, ViewCodeSequence, " + ", ".join(dicom_tags.TEXT_TAGS)
+                + f" and the path {text!r}: " + _looked_at(ds, ("ViewPosition",)))))
             continue
         parts = Path(text).parts
         ids = FileIds(path=str(path), laterality=lat, view=view,
