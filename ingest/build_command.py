@@ -66,7 +66,7 @@ def _common(p) -> None:
     pix.add_argument("--transform", choices=_transforms(), default=None,
                      help=f"registration transform (default {RegisterParams.transform})")
     pix.add_argument("--min-dice", type=fraction, default=None,
-                     help="quality: least Dice of the breast masks after registration "
+                     help="quality: least Dice of the breast masks in the alignment kept "
                           f"(default {QualityParams.dice_after})")
     pix.add_argument("--min-ncc", type=float, default=None,
                      help="quality: least correlation inside the breasts after registration "
@@ -112,6 +112,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-border-xor", type=fraction, default=BuildConfig.max_border_xor,
                    help="drop a patch pair whose breast masks disagree on more than this "
                         f"fraction of its pixels ({BuildConfig.max_border_xor})")
+    p.add_argument("--qc", action="store_true",
+                   help="also write the contact sheet of the pairs, rejected and worst first, "
+                        "to <out>/qc.png (as `ingest qc`)")
     p.set_defaults(func=run_build_shards)
 
     d = subparsers.add_parser(
@@ -186,7 +189,12 @@ def run_build_shards(args) -> int:
 
     config = config_from_args(args)
     _check_paths(config)
-    return finish(pipeline.build_shards(config), config.out, args.strict)
+    data = pipeline.build_shards(config)
+    if args.qc and not data.get("empty"):
+        from ingest import qc
+
+        print(f"wrote {qc.write_qc(config.out)}")
+    return finish(data, config.out, args.strict)
 
 
 def run_build_downstream(args) -> int:

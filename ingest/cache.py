@@ -40,7 +40,7 @@ import numpy as np
 
 from shards import publish
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3   # 3: a pair keeps the better of its registered and initial alignment
 CHUNK = 128
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
@@ -127,6 +127,16 @@ class PairCache:
         self.params = dict(params)
         self.params_hash = digest({"version": CACHE_VERSION, **self.params})
         self.root = Path(root) / "pairs" / self.params_hash
+
+    @classmethod
+    def at(cls, folder) -> "PairCache":
+        """The cache whose pairs lie in ``folder`` (``root/pairs/<params-hash>``, as a report
+        records it): for reading pairs back without the build's parameters."""
+        cache = cls.__new__(cls)
+        cache.root = Path(folder)
+        cache.params_hash = cache.root.name
+        cache.params = {}
+        return cache
 
     # --- names ------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from shards.cmdline import Parser, add_delegate, run_main
 COMMAND_MODULES = (
     "ingest.synth.command",      # ingest synth
     "ingest.build_command",      # ingest build-shards, ingest build-downstream
+    "ingest.qc",                 # ingest qc
 )
 
 

@@ -99,7 +99,7 @@ def prepare_pair(pair: ExamPair, cache: PairCache, params: PairParams,
             boxes = register.map_boxes_to_fixed(reg.transform, boxes)
         rois[side] = [[round(float(v), 3) for v in box] + [roi.label]
                       for box, roi in zip(boxes, img.rois)]
-    quality = {k: float(v) for k, v in reg.quality().items()}
+    quality = {k: v if isinstance(v, str) else float(v) for k, v in reg.quality().items()}
     record = PairRecord(
         pair_id=pair.pair_id, dataset=pair.dataset, patient=pair.patient, study=pair.study,
         view=pair.view, registered_side=moving,

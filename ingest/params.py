@@ -48,8 +48,8 @@ class RegisterParams:
 class QualityParams:
     """Least registration quality of a pair that is used (``register.passes_quality``)."""
 
-    dice_after: float = 0.85    # Dice of the two breast masks after registration
-    ncc_after: float = 0.3      # correlation of the two images inside the breasts
+    dice_after: float = 0.85    # Dice of the two breast masks, alignment kept
+    ncc_after: float = 0.3      # correlation of the two images over the breasts, alignment kept
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ rejected images are the adapter's skips, the images without a contralateral part
 duplicates), and both images of every rejected pair. Each rejection is listed with its stage,
 reason and detail (and the quality figures for a pair below the registration threshold).
 Annotations kept but changed (a box clipped to its image) are listed under ``adjusted``.
+``images.sources`` (the ``dicom`` adapter) counts the images kept per place their patient,
+study, laterality and view were found (a tag's keyword, ``filename``, ``folder``, ...).
 """
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ class Report:
         self.data: dict = {
             "params": params,
             "images": {"read": 0, "used": 0, "rejected": 0, "reasons": {}},
-            "pairs": {"formed": 0, "registered": 0, "from_cache": 0, "rejected": 0, "used": 0},
+            "pairs": {"formed": 0, "registered": 0, "from_cache": 0, "rejected": 0, "used": 0,
+                      "alignment": {}},
             "tiles": {"total": 0, "kept": 0, "dropped": {}},
             "samples": {},
             "rejected": [],
@@ -84,7 +87,8 @@ class Report:
                 figures: dict | None = None) -> None:
         entry = {"item": item, "stage": stage, "reason": reason, "detail": detail, "images": images}
         if figures:
-            entry["figures"] = {k: round(float(v), 4) for k, v in figures.items()}
+            entry["figures"] = {k: v if isinstance(v, str) else round(float(v), 4)
+                                for k, v in figures.items()}
         self.data["rejected"].append(entry)
         self.data["images"]["rejected"] += images
         self._reasons[reason] += images
@@ -98,6 +102,8 @@ class Report:
         for note in getattr(table, "adjusted", ()):
             self.data["adjusted"].append({"item": note.item, "stage": "exams",
                                           "reason": note.reason, "detail": note.detail})
+        if hasattr(table, "source_counts"):   # adapters that infer ids say where they found them
+            self.data["images"]["sources"] = table.source_counts()
 
     def pairing(self, pairs, unpaired) -> None:
         self.data["pairs"]["formed"] = len(pairs)
@@ -109,6 +115,12 @@ class Report:
         status = result.get("status")
         if status in ("registered", "cached"):
             self.data["pairs"]["from_cache" if status == "cached" else "registered"] += 1
+            if result.get("pair_id") and result.get("entry"):
+                self.data.setdefault("entries", {})[result["pair_id"]] = result["entry"]
+            # which alignment the pair kept: the registered one or the pair as it came
+            kept = (result.get("quality") or {}).get("alignment", "registered")
+            counts = self.data["pairs"]["alignment"]
+            counts[kept] = counts.get(kept, 0) + 1
 
     def pair_used(self, pair, result: dict) -> None:
         self.data["pairs"]["used"] += 1
@@ -187,7 +199,9 @@ def summary(data: dict) -> str:
         f"images: {im['read']} read, {im['used']} used, {im['rejected']} rejected"
         + (f" ({', '.join(f'{k}: {v}' for k, v in im['reasons'].items())})" if im["reasons"] else ""),
         f"pairs: {pa['formed']} formed, {pa['registered']} registered, {pa['from_cache']} from cache, "
-        f"{pa['rejected']} rejected, {pa['used']} used",
+        f"{pa['rejected']} rejected, {pa['used']} used"
+        + (f" (alignment kept: {', '.join(f'{k} {v}' for k, v in sorted(pa['alignment'].items()))})"
+           if pa.get("alignment") else ""),
         f"tiles: {ti['total']} on the grid, {ti['kept']} kept"
         + (f", dropped {', '.join(f'{k}: {v}' for k, v in ti['dropped'].items())}" if ti["dropped"] else ""),
     ]

@@ -86,7 +86,8 @@ def test_folder_reports_skips_and_manifest_overrides(generated, tmp_path):
     garbage, no_tags, overridden = files[0], files[1], files[2]
     garbage.write_bytes(b"this is not a DICOM file")
     ds = pydicom.dcmread(no_tags)
-    for name in ("ImageLaterality", "Laterality", "SeriesDescription", "ProtocolName"):
+    for name in ("ImageLaterality", "Laterality", "SeriesDescription", "ProtocolName",
+                 "PatientOrientation"):
         if name in ds:
             delattr(ds, name)
     ds.save_as(no_tags)

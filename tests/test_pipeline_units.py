@@ -138,4 +138,5 @@ def test_report_counts_add_up():
                               "reasons": {"duplicate image": 1, "quality below threshold": 2,
                                           "unreadable": 1}}
     assert data["counts_add_up"] is True
-    assert data["pairs"] == {"formed": 2, "registered": 1, "from_cache": 1, "rejected": 1, "used": 1}
+    assert data["pairs"] == {"formed": 2, "registered": 1, "from_cache": 1, "rejected": 1, "used": 1,
+                             "alignment": {"registered": 2}}
