@@ -25,12 +25,12 @@ METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
 
 
 def _save(fig, path) -> str:
-    from shards.writer import atomic_write_bytes
+    from shards.publish import write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write_bytes(os.fspath(path), buf.getvalue())
+    write_bytes(os.fspath(path), buf.getvalue())
     return os.fspath(path)
 
 
