@@ -161,7 +161,7 @@ def evaluate_run(run_dir, *, shards=None, splits=SPLITS, which: str = "best", ma
 
 def write_json(path, obj) -> None:
     """``obj`` as indented JSON under ``path``, never half-written."""
-    from shards.writer import atomic_write_bytes
+    from shards.publish import write_bytes as atomic_write_bytes
 
     atomic_write_bytes(os.fspath(path), (json.dumps(obj, indent=1) + "\n").encode())
 

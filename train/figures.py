@@ -25,7 +25,7 @@ METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
 
 
 def _save(fig, path) -> str:
-    from shards.writer import atomic_write_bytes
+    from shards.publish import write_bytes as atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

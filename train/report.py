@@ -184,7 +184,7 @@ def render(run_dir) -> str:
 
 def write_report(run_dir) -> str:
     """Render and write ``RUN/report.md`` atomically; returns its path."""
-    from shards.writer import atomic_write_bytes
+    from shards.publish import write_bytes as atomic_write_bytes
 
     path = os.path.join(os.fspath(run_dir), "report.md")
     atomic_write_bytes(path, render(run_dir).encode())
