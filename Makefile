@@ -23,7 +23,7 @@ DEMO_LESIONS ?= 1.0
 DEMO_DATA := --dataset synthetic --patients $(DEMO_PATIENTS) --lesion-fraction $(DEMO_LESIONS) --size 96
 # One intra-op thread for training: the DataLoader worker has the other core.
 DEMO_TRAIN ?= --encoder small --size 64 --batch-size 32 --lr 0.1 --epochs 1 --max-steps 200 \
-	--refit-steps 70 --warmup-epochs 0.05 --workers 1 --device cpu
+	--refit-steps 70 --warmup-epochs 0.05 --workers 1 --device cpu --max-background 0
 
 demo: $(STAMP)
 	$(BIN)/ingest build-shards $(DEMO_DATA) --out $(DEMO_OUT)/shards

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -157,3 +158,53 @@ def test_resume_from_a_checkpoint_taken_before_the_epochs_end(shard_root, tmp_pa
     strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k and  # noqa: E731
                            k != "steps_per_s"} for r in rows]
     assert strip(loop.read_metrics(crashed)) == strip(loop.read_metrics(tmp_path / "whole"))
+
+
+def test_background_pairs_are_left_out_like_padding(shard_root, tmp_path):
+    """``max_background``: a pair with more background on either side has no weight in the
+    loss; the gradient is the one of the same batch with that pair as padding."""
+    labels = torch.rand(2, 8, generator=torch.Generator().manual_seed(1)).numpy()
+    keys = [f"k{i}" for i in range(8)]
+    metas = [{"background": {"left": 0.0, "right": 0.0}}] * 6 + \
+            [{"background": {"left": 0.0, "right": 0.4}}, {"background": {"left": 0.3}}]
+    grads = []
+    for max_background, pads in ((0.2, 0), (1.0, 2)):
+        run = loop.build(_config(shard_root, tmp_path, max_background=max_background))
+        batch = {**_batch(pads=pads), "key": keys, "meta": metas}
+        run.labels = siamese.PairLabels(keys, labels)
+        loop.train_step(run, batch)
+        grads.append([p.grad.clone() for p in run.model.parameters()])
+        run.loader.close()
+    for kept, padded in zip(*grads):
+        torch.testing.assert_close(kept, padded)
+    assert any(g.abs().sum() > 0 for g in grads[0])
+
+
+def test_kept_pairs_and_the_mixture_fit(shard_root, tmp_path):
+    metas = [{"background": {"left": 0.1, "right": 0.0}}, {"background": {"left": 0.0}},
+             {}, {"background": {"left": 0.0, "right": 0.5}}]
+    assert siamese.background_of(metas).tolist() == pytest.approx([0.1, 0.0, 0.0, 0.5])
+    assert siamese.kept_pairs(metas, 0.1).tolist() == [True, True, True, False]
+    with pytest.raises(ValueError, match="max_background"):
+        _config(shard_root, tmp_path, max_background=1.5)
+    # every fixture pair has background 0.2
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="keeps 0 of 24 training pairs"):
+        loop.train(_config(shard_root, out, epochs=1, val_split="", max_background=0.1),
+                   progress=False)
+
+
+def test_the_mixture_is_fitted_on_the_kept_pairs_only(shard_root, tmp_path, monkeypatch):
+    fitted = []
+    fit = loop.mixture_mod.fit_mixture
+    monkeypatch.setattr(loop.mixture_mod, "fit_mixture",
+                        lambda d, *a, **k: fitted.append(len(d)) or fit(d, *a, **k))
+    # every other pair of the fixture mostly background
+    monkeypatch.setattr(siamese, "background_of",
+                        lambda metas: np.array([0.9 * (i % 2) for i in range(len(metas))]))
+    out = tmp_path / "run"
+    loop.train(_config(shard_root, out, epochs=1, val_split="", max_background=0.5),
+               progress=False)
+    mix = loop.read_metrics(out, "mixture")
+    assert [(r["pairs_fitted"], r["pairs_labelled"]) for r in mix] == [(12, 24)] * 2
+    assert fitted == [12, 12]

@@ -43,6 +43,8 @@ class TrainConfig:
     refit_steps: int = _opt(0, "also refit every N steps (0: off)")
     mixture_max_pairs: int = _opt(0, "distances the mixture is fitted on, a seeded subset "
                                   "(0: all); every pair is still scored for its label")
+    max_background: float = _opt(1.0, "pairs with a larger background fraction on either side "
+                                 "are left out of the mixture fit and the loss (1: keep all)")
     # optimisation
     batch_size: int = _opt(256, "pairs per optimiser step on each rank")
     sub_batches: int = _opt(1, "split each step's batch into N sub-batches (gradient "
@@ -85,6 +87,8 @@ class TrainConfig:
             raise ValueError("give epochs or max_steps")
         if self.log_every < 1:
             raise ValueError("log_every must be positive")
+        if not 0.0 <= self.max_background <= 1.0:
+            raise ValueError(f"max_background must be in [0, 1], got {self.max_background}")
         self.constant_prior()   # validates prior_p
 
     def constant_prior(self) -> float | None:

@@ -151,7 +151,11 @@ def train_step(run: Run, batch: dict) -> dict:
     if device.type == "cuda":
         left = left.contiguous(memory_format=torch.channels_last)
         right = right.contiguous(memory_format=torch.channels_last)
-    weight = (~batch["is_pad"]).to(device, torch.float32)
+    real = ~batch["is_pad"]
+    if config.max_background < 1.0:
+        kept = siamese.kept_pairs(batch["meta"], config.max_background)
+        real = real & torch.from_numpy(kept).to(real.device)
+    weight = real.to(device, torch.float32)
     normaliser = weight.sum().clamp_min(1.0)
     p = batch_labels(run, batch["key"], device)
     for opt in run.optimizers:
@@ -191,18 +195,26 @@ def refit_mixtures(run: Run, score_loader, *, seed: int):
     config, info = run.config, run.info
     start = time.perf_counter()
     score_loader.set_epoch(0)
-    scores = siamese.score_pairs(run.model, score_loader, info.device, autocast=run.autocast)
+    scores = siamese.score_pairs(run.model, score_loader, info.device, autocast=run.autocast,
+                                 keep_meta=config.max_background < 1.0)
     d = np.stack([distributed.gather_concat(scores.d[k], info) for k in range(2)])
+    kept = np.ones(d.shape[1], dtype=bool)
+    if config.max_background < 1.0:
+        kept = distributed.gather_concat(
+            siamese.kept_pairs(scores.meta, config.max_background), info).astype(bool)
     keys = [k for part in distributed.gather_objects(scores.keys, info) for k in part]
     score_seconds = time.perf_counter() - start
     start = time.perf_counter()
+    if kept.sum() < 2:     # every rank holds ``kept``: all of them stop, none waits
+        raise ValueError(f"max_background {config.max_background} keeps {int(kept.sum())} "
+                         f"of {len(kept)} training pairs: too few to fit the mixture")
     states = None
     if info.is_main:
-        fit_on = d
-        if config.mixture_max_pairs and d.shape[1] > config.mixture_max_pairs:
-            pick = np.random.default_rng(seed).choice(d.shape[1], config.mixture_max_pairs,
-                                                      replace=False)
-            fit_on = d[:, np.sort(pick)]
+        fit_on = d[:, kept]     # pairs left out of the loss are left out of the fit
+        if config.mixture_max_pairs and fit_on.shape[1] > config.mixture_max_pairs:
+            pick = np.random.default_rng(seed).choice(fit_on.shape[1],
+                                                      config.mixture_max_pairs, replace=False)
+            fit_on = fit_on[:, np.sort(pick)]
         states = [mixture_mod.fit_mixture(fit_on[k], config.mixture, seed=seed).state_dict()
                   for k in range(2)]
     states = distributed.broadcast_object(states, info)
@@ -212,6 +224,7 @@ def refit_mixtures(run: Run, score_loader, *, seed: int):
     rows = [{**m.summary(), "kind": "mixture", "mixture": m.kind, "net": k + 1,
              "score_seconds": round(score_seconds, 4), "fit_seconds": round(fit_seconds, 4),
              "seconds": round(score_seconds + fit_seconds, 4), "pairs_labelled": len(labels),
+             "pairs_fitted": int(kept.sum()),
              "p_mean": float(labels.p[k].mean())}
             for k, m in enumerate(mixtures)]
     return mixtures, labels, rows

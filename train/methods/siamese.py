@@ -96,6 +96,23 @@ class PairLabels:
         return cls(state["keys"], state["p"])
 
 
+def background_of(metas) -> np.ndarray:
+    """The larger background fraction of the two sides of each pair (``meta["background"]``;
+    0 where the metadata has none)."""
+    return np.array([max((m.get("background") or {}).values(), default=0.0) for m in metas],
+                    dtype=np.float32)
+
+
+def kept_pairs(metas, max_background: float) -> np.ndarray:
+    """Pairs the method learns from: background at most ``max_background`` on both sides.
+
+    Why: a pair at the breast border differs left vs right wherever the two outlines do not
+    match, so its distance is large with no lesion in it; on synthetic data the high-distance
+    component of the untrained encoders' mixture held such pairs, and the networks learnt to
+    call the border abnormal (docs/train.md, "Where it stands")."""
+    return background_of(metas) <= max_background
+
+
 def loss_terms(outputs, p: torch.Tensor, weight, normaliser) -> tuple[torch.Tensor, torch.Tensor]:
     """``(L1, L2)`` summed over ``weight``ed pairs and divided by ``normaliser`` (the real pairs
     of the whole step), so sub-batches add up to the step's mean. ``p``: ``[2, B]``, the labels
