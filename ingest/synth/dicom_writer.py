@@ -95,15 +95,23 @@ def write_dicom(path: Path, ds: Dataset, pixels: np.ndarray) -> None:
     """Attach ``pixels`` (uint16) to ``ds`` and write it atomically to ``path``."""
     if pixels.dtype != np.uint16 or pixels.shape != (ds.Rows, ds.Columns):
         raise ValueError(f"{path}: pixels must be uint16 of shape {(ds.Rows, ds.Columns)}")
+    save(path, ds, np.ascontiguousarray(pixels, dtype="<u2").tobytes())
+    del ds.PixelData
+
+
+def save(path, ds: Dataset, pixel_data: bytes, transfer_syntax=ExplicitVRLittleEndian) -> None:
+    """Give ``ds`` its file meta and ``pixel_data`` (already encoded in ``transfer_syntax``) and
+    write it atomically to ``path``: the one DICOM file writer of every layout."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = transfer_syntax
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.file_meta = meta
-    ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
+    ds.PixelData = pixel_data
+    if transfer_syntax.is_encapsulated:
+        ds["PixelData"].VR = "OB"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with publish.atomic_open(path, "wb", fsync_dir=False) as fh:
         ds.save_as(fh, enforce_file_format=True)
-    del ds.PixelData

@@ -20,10 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.dataset import Dataset
 
-from shards import publish
 
 from . import dicom_writer
 from .exam import PatientPlan, RenderedImage, rng_for
@@ -101,17 +99,8 @@ def film_header(folder: str, uids: dict, date: str, shape, bits: int, descriptio
 
 def write_film(path: Path, ds: Dataset, pixels: np.ndarray) -> None:
     """Write ``pixels`` (uint8 or uint16, as the header says) atomically."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta = meta
     dtype = "u1" if ds.BitsAllocated == 8 else "<u2"
-    ds.PixelData = np.ascontiguousarray(pixels, dtype=dtype).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with publish.atomic_open(path, "wb", fsync_dir=False) as fh:
-        ds.save_as(fh, enforce_file_format=True)
+    dicom_writer.save(path, ds, np.ascontiguousarray(pixels, dtype=dtype).tobytes())
 
 
 def _series_dir(date: str, study_uid: str, n: int, description: str, series_uid: str) -> str:

@@ -22,11 +22,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import JPEG2000Lossless
 
-from shards import publish
 
 from . import dicom_writer
 from .exam import PatientPlan, RenderedImage, rng_for
@@ -45,18 +43,8 @@ def write_j2k(path: Path, ds, pixels: np.ndarray) -> None:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint16)).save(
         buf, format="JPEG2000", irreversible=False, no_jp2=True)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = JPEG2000Lossless
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta = meta
     ds.LossyImageCompression = "00"
-    ds.PixelData = encapsulate([buf.getvalue()])
-    ds["PixelData"].VR = "OB"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with publish.atomic_open(path, "wb", fsync_dir=False) as fh:
-        ds.save_as(fh, enforce_file_format=True)
+    dicom_writer.save(path, ds, encapsulate([buf.getvalue()]), JPEG2000Lossless)
 
 
 class RsnaLayout:
