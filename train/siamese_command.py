@@ -1,7 +1,6 @@
 """``train siamese``: the Siamese soft-label method on a pair shard set."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
