@@ -5,7 +5,7 @@
                          augment=AugmentSpec(size=96), rank=rank, world_size=world, workers=6)
 """
 from loaders.api import BACKENDS, Loader, make_loader
-from loaders.augment import AugmentSpec
+from loaders.augment import AugmentSpec, ViewSpecs
 from loaders.modes import MODES
 
-__all__ = ["AugmentSpec", "BACKENDS", "Loader", "MODES", "make_loader"]
+__all__ = ["AugmentSpec", "BACKENDS", "Loader", "MODES", "ViewSpecs", "make_loader"]

@@ -8,7 +8,7 @@ import os
 import torch
 
 from loaders import modes
-from loaders.augment import AugmentSpec
+from loaders.augment import resolve_views
 from loaders.epochs import EpochState, batches_per_rank, resume_blocks
 from shards.shardset import open_shard_set
 
@@ -50,8 +50,9 @@ class Loader:
         self.shard_set = open_shard_set(source, split, endpoint=endpoint)
         modes.check_set(self.shard_set, self.mode)
         check_cache(backend, self.shard_set, cache_dir)
-        self.augment = (augment if augment is not None else AugmentSpec()).resolve(
-            self.shard_set.patch_size)
+        # one AugmentSpec, or in ssl mode ViewSpecs (one per view), sizes decided
+        self.augment = resolve_views(augment, 2 if self.mode == "ssl" else 1,
+                                     self.shard_set.patch_size)
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.workers, self.seed, self.device = workers, seed, device
         self.shuffle_buffer = shuffle_buffer
@@ -236,7 +237,9 @@ def make_loader(source, mode="pairs", backend="torch", batch_size=64, augment=No
     """A loader over a shard set (root path or URL holding ``manifest.json``).
 
     ``augment``: an ``AugmentSpec``; default ``AugmentSpec()``, and a spec without a ``size``
-    crops to the shard set's patch size. Options: ``split`` ("train"), ``shuffle_buffer`` (1000
+    crops to the shard set's patch size. In ``ssl`` mode also a pair ``(spec1, spec2)``
+    (``ViewSpecs``): ``view1`` drawn from ``spec1``, ``view2`` from ``spec2`` (same output size).
+    Options: ``split`` ("train"), ``shuffle_buffer`` (1000
     samples), ``cache_dir`` (local copies of remote shards), ``endpoint`` (S3 endpoint URL),
     ``dali_threads``, ``on_error`` ("raise" or "skip": leave unreadable samples out, count
     them in ``loader.stats``), ``verify`` (None or "sha256": check each shard against the

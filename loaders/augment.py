@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -71,6 +72,45 @@ class AugmentSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class ViewSpecs(NamedTuple):
+    """One ``AugmentSpec`` per view of ssl mode (BYOL augments its two views with different
+    strengths). Any pair ``(spec1, spec2)`` passed as ``augment`` becomes one."""
+    view1: AugmentSpec
+    view2: AugmentSpec
+
+
+def resolve_views(augment, views: int, patch_size) -> AugmentSpec | ViewSpecs:
+    """``make_loader``'s ``augment`` checked and sized: ``None`` (``AugmentSpec()``), one
+    ``AugmentSpec`` (every view draws from it) or, when a mode has two views (``views=2``), a
+    pair of them, one per view; ``size=None`` becomes ``patch_size`` per view (see
+    ``AugmentSpec.resolve``), and both views must come out at the same size."""
+    if augment is None or isinstance(augment, AugmentSpec):
+        return (augment or AugmentSpec()).resolve(patch_size)
+    if not (isinstance(augment, (tuple, list)) and len(augment) == 2
+            and all(isinstance(s, AugmentSpec) for s in augment)):
+        raise ValueError(f"augment must be an AugmentSpec or a pair of them (one per ssl view), "
+                         f"got {augment!r}")
+    if views != 2:
+        raise ValueError("one AugmentSpec per view is for mode 'ssl' (two views); this mode has "
+                         "one view: pass one AugmentSpec")
+    if callable(patch_size):   # asked for once (it may read the shard set), only if needed
+        patch_size = patch_size() if any(s.size is None for s in augment) else None
+    first, second = (s.resolve(patch_size) for s in augment)
+    if first.size != second.size:
+        raise ValueError(f"both ssl views must have the same output size: view1 has size "
+                         f"{first.size}, view2 size {second.size}")
+    return ViewSpecs(first, second)
+
+
+def per_view(augment: AugmentSpec | ViewSpecs, views: int) -> tuple[AugmentSpec, ...]:
+    """The spec of each of ``views`` views (one spec: the same for all)."""
+    if isinstance(augment, AugmentSpec):
+        return (augment,) * views
+    if len(augment) != views:
+        raise ValueError(f"{len(augment)} augmentation specs for {views} view(s)")
+    return tuple(augment)
 
 
 def unit_scale(bits: torch.Tensor) -> torch.Tensor:

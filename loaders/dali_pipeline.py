@@ -30,7 +30,7 @@ import math
 import numpy as np
 import torch
 
-from loaders.augment import AugmentSpec, photometric
+from loaders.augment import AugmentSpec, ViewSpecs, per_view, photometric
 from loaders.epochs import rank_range, shard_order
 from loaders.metadata import BatchMeta
 from loaders.modes import KINDS
@@ -99,8 +99,9 @@ def _log_uniform(lo: float, hi: float):
 
 
 def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top: float,
-                   spec: AugmentSpec, batch_size: int, shard_id: int, num_shards: int, seed: int,
-                   shuffle_buffer: int, device_id, num_threads: int):
+                   spec: AugmentSpec | ViewSpecs, batch_size: int, shard_id: int,
+                   num_shards: int, seed: int, shuffle_buffer: int, device_id, num_threads: int):
+    """``spec``: one ``AugmentSpec``, or in ssl mode ``ViewSpecs`` (one per view)."""
     from nvidia.dali import fn, pipeline_def, types
 
     fields = schema.image_fields(KINDS[mode], fmt)
@@ -130,8 +131,9 @@ def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top
         source = fn.pad(fn.get_property(encoded[0], key="source_info"), fill_value=0, axes=(0,))
         if mode == "pairs":
             views = [augment_dali(fn.cat(images[0], images[1], axis=2), spec, top, size_in)]
-        elif mode == "ssl":
-            views = [augment_dali(img, spec, top, size_in) for img in images for _ in range(2)]
+        elif mode == "ssl":   # left1, left2, right1, right2 (one spec: the same graph)
+            views = [augment_dali(img, view_spec, top, size_in) for img in images
+                     for view_spec in per_view(spec, 2)]
         else:
             views = [augment_dali(images[0], spec, top, size_in)]
         outs = []
@@ -142,17 +144,21 @@ def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top
     return pipe()
 
 
-def output_names(mode: str, spec: AugmentSpec) -> list[str]:
+def output_names(mode: str, spec: AugmentSpec | ViewSpecs) -> list[str]:
     """The pipeline's outputs: each view, followed by its photometric draws when drawn."""
     if mode == "pairs":
-        views = ["pixels"]
+        views = [("pixels", spec)]
     elif mode == "ssl":
-        views = ["left1", "left2", "right1", "right2"]
+        first, second = per_view(spec, 2)
+        views = [("left1", first), ("left2", second), ("right1", first), ("right2", second)]
     else:
-        views = ["image"]
-    draws = [d for d, fixed in (("gamma", spec.gamma), ("contrast", spec.contrast))
-             if fixed != (1.0, 1.0)]
-    return [n for v in views for n in [v] + [f"{v}_{d}" for d in draws]] + ["meta", "source"]
+        views = [("image", spec)]
+    names = []
+    for view, view_spec in views:
+        names += [view] + [f"{view}_{d}" for d, fixed in (("gamma", view_spec.gamma),
+                                                          ("contrast", view_spec.contrast))
+                           if fixed != (1.0, 1.0)]
+    return names + ["meta", "source"]
 
 
 def local_paths(shard_set: ShardSet, cache_dir: str | None) -> tuple[list[str], list[str]]:
@@ -179,9 +185,10 @@ def probe(shard_set: ShardSet, cache_dir) -> tuple[str, int, int]:
     return schema.sample_format(sample), int(meta["size"]), bits
 
 
-def dali_batches(shard_set: ShardSet, mode: str, *, spec: AugmentSpec, batch_size: int,
-                 seed: int, rank: int, world_size: int, n_batches: int, shuffle_buffer: int,
-                 threads: int, epoch: int, done: int, device=None, cache_dir: str | None = None):
+def dali_batches(shard_set: ShardSet, mode: str, *, spec: AugmentSpec | ViewSpecs,
+                 batch_size: int, seed: int, rank: int, world_size: int, n_batches: int,
+                 shuffle_buffer: int, threads: int, epoch: int, done: int, device=None,
+                 cache_dir: str | None = None):
     """The DALI backend's batches for ``epoch``, from batch ``done`` on (``n_batches`` in
     all: every rank's count, see ``epochs.batches_per_rank``)."""
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy

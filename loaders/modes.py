@@ -3,7 +3,8 @@
 * ``pairs``: one pair sample -> ``left``, ``right`` float32 ``[B, 1, S, S]`` (one augmentation
   draw shared by both sides, so they stay aligned), ``area`` = ``meta["area"]["pair"]``.
 * ``ssl``: every patch of every pair is its own example -> ``view1``, ``view2`` (two independent
-  augmentations of the same patch); keys are ``<pair key>/left`` and ``<pair key>/right``.
+  augmentations of the same patch, from one spec or one spec each: ``ViewSpecs``); keys are
+  ``<pair key>/left`` and ``<pair key>/right``.
 * ``labelled``: one labelled patch sample -> ``image`` and ``label`` (int64).
 
 Every batch also holds ``is_pad`` (bool ``[B]``: a repeated sample that makes ranks equal; mask it
@@ -15,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from loaders.augment import (AugmentSpec, augment_batch, batch_generator, scale_to_unit,
-                             unit_scale)
+from loaders.augment import (AugmentSpec, ViewSpecs, augment_batch, batch_generator, per_view,
+                             scale_to_unit, unit_scale)
 from loaders.metadata import BatchMeta
 from shards import schema
 
@@ -182,9 +183,10 @@ def _stack(examples: list[list[np.ndarray]]) -> np.ndarray:
     return out
 
 
-def finish(mode: str, raw: dict, spec: AugmentSpec, *, seed: int, epoch: int, rank: int,
-           device=None, alloc=None) -> dict:
+def finish(mode: str, raw: dict, spec: AugmentSpec | ViewSpecs, *, seed: int, epoch: int,
+           rank: int, device=None, alloc=None) -> dict:
     """uint16 batch -> float32 batch on ``device``, augmented (the torch backend's last step).
+    ``spec``: one ``AugmentSpec`` for every view, or (ssl) ``ViewSpecs``, one per view.
 
     ``alloc(shape, dtype)``: on the CPU, where the augmented pixels are written: one float32
     block ``[views, B, C, S, S]`` (views: 2 in ssl mode, else 1) that the output tensors are
@@ -197,13 +199,15 @@ def finish(mode: str, raw: dict, spec: AugmentSpec, *, seed: int, epoch: int, ra
     else:
         x = scale_to_unit(torch.from_numpy(pixels).to(device, non_blocking=True), bits)
     views = 2 if mode == "ssl" else 1
+    specs = per_view(spec, views)
     block = None
-    if on_cpu and alloc is not None:
-        block = alloc((views, x.shape[0], x.shape[1], spec.size, spec.size), torch.float32)
+    if on_cpu and alloc is not None:   # every view has the same size (``resolve_views``)
+        block = alloc((views, x.shape[0], x.shape[1], specs[0].size, specs[0].size),
+                      torch.float32)
     j = raw["batch_index"]
     out = {k: raw[k] for k in ("key", "meta", "batch_index")}
     out["is_pad"] = torch.from_numpy(raw["is_pad"])
-    augmented = [augment_batch(x, spec, batch_generator(seed, epoch, rank, j, view),
+    augmented = [augment_batch(x, specs[k], batch_generator(seed, epoch, rank, j, view),
                                out=None if block is None else block[k], top=top)
                  for k, view in enumerate((1, 2) if mode == "ssl" else (0,))]
     if mode == "pairs":
