@@ -52,7 +52,7 @@ class Loader:
         check_cache(backend, self.shard_set, cache_dir)
         # one AugmentSpec, or in ssl mode ViewSpecs (one per view), sizes decided
         self.augment = resolve_views(augment, 2 if self.mode == "ssl" else 1,
-                                     self.shard_set.patch_size)
+                                     self.shard_set.patch_size, mode=f"mode {self.mode!r}")
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.workers, self.seed, self.device = workers, seed, device
         self.shuffle_buffer = shuffle_buffer

@@ -81,19 +81,21 @@ class ViewSpecs(NamedTuple):
     view2: AugmentSpec
 
 
-def resolve_views(augment, views: int, patch_size) -> AugmentSpec | ViewSpecs:
+def resolve_views(augment, views: int, patch_size, mode: str = "this mode"
+                  ) -> AugmentSpec | ViewSpecs:
     """``make_loader``'s ``augment`` checked and sized: ``None`` (``AugmentSpec()``), one
     ``AugmentSpec`` (every view draws from it) or, when a mode has two views (``views=2``), a
     pair of them, one per view; ``size=None`` becomes ``patch_size`` per view (see
-    ``AugmentSpec.resolve``), and both views must come out at the same size."""
+    ``AugmentSpec.resolve``), and both views must come out at the same size. ``mode``: named
+    in the errors."""
     if augment is None or isinstance(augment, AugmentSpec):
-        return (augment or AugmentSpec()).resolve(patch_size)
+        return (augment if augment is not None else AugmentSpec()).resolve(patch_size)
     if not (isinstance(augment, (tuple, list)) and len(augment) == 2
             and all(isinstance(s, AugmentSpec) for s in augment)):
-        raise ValueError(f"augment must be an AugmentSpec or a pair of them (one per ssl view), "
+        raise ValueError("augment must be an AugmentSpec or a pair of them (one per ssl view), "
                          f"got {augment!r}")
     if views != 2:
-        raise ValueError("one AugmentSpec per view is for mode 'ssl' (two views); this mode has "
+        raise ValueError(f"one AugmentSpec per view is for mode 'ssl' (two views); {mode} has "
                          "one view: pass one AugmentSpec")
     if callable(patch_size):   # asked for once (it may read the shard set), only if needed
         patch_size = patch_size() if any(s.size is None for s in augment) else None

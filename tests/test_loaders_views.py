@@ -121,7 +121,7 @@ def test_bad_view_specs_are_refused(pairs_root, augment, match):
 
 @pytest.mark.parametrize("backend", ["torch", "dali"])
 def test_view_specs_need_ssl_mode(tmp_path, pairs_root, backend):
-    with pytest.raises(ValueError, match="for mode 'ssl'"):
+    with pytest.raises(ValueError, match="for mode 'ssl' .*; mode 'pairs' has one view"):
         make_loader(pairs_root, mode="pairs", backend=backend, augment=(WEAK, STRONG))
     root = synthetic.patch_set(tmp_path / "patches", counts=(3,))
     with pytest.raises(ValueError, match="for mode 'ssl'"):
