@@ -1,5 +1,6 @@
 """DDP through ``torchrun``: process group from the environment, and the few collectives the
-training loop needs (gathering distances for the mixture, sharing one fitted mixture).
+training loop needs (gathering distances for the mixture, sharing one fitted mixture, gathering
+SimCLR's projections with their gradient).
 
 Without ``torchrun`` (``WORLD_SIZE`` unset or 1) every function works on the single process,
 so the loop has one code path.
@@ -79,6 +80,37 @@ def gather_concat(values: np.ndarray, info: DistInfo) -> np.ndarray:
     parts = [torch.empty_like(padded) for _ in range(info.world_size)]
     dist.all_gather(parts, padded)
     return np.concatenate([p[:int(c.item())].cpu().numpy() for p, c in zip(parts, counts)])
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """Forward: ``all_gather`` concatenated along dim 0. Backward: the gradient of the whole
+    concatenation summed over ranks (``all_reduce``), this rank's slice returned. An all-reduce
+    of a few projections is cheap; torch's own ``torch.distributed.nn`` all_gather is deprecated
+    and emulates reduce-scatter with an all-to-all on gloo."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.contiguous()
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor)
+        ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
+def all_gather_with_grad(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Every rank's ``tensor`` concatenated along dim 0 in rank order, differentiable: the
+    backward pass sums, over ranks, the gradients that reach each rank's slice and returns the
+    sum to the rank it came from. Every rank must pass the same shape and run the backward pass
+    (both passes are collectives). One process: ``tensor`` itself."""
+    if not info.active:
+        return tensor
+    return _AllGatherWithGrad.apply(tensor)
 
 
 def broadcast_object(obj, info: DistInfo, src: int = 0):
