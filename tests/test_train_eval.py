@@ -7,6 +7,7 @@ import pytest
 from train import figures
 from train.linear_eval import Embedded, HeadConfig, LinearProbe, task_aucs
 from train.metrics import binary_auc
+from train_data import patch_set
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -93,28 +94,6 @@ def tiny_run(tmp_path_factory):
     return out, shards
 
 
-def _patch_set(root, size=16):
-    """A labelled abnormal/normal set whose label is in the brightness (learnable)."""
-    from shards import manifest, schema, writer
-
-    rng = np.random.default_rng(4)
-    records, number = [], 0
-    for split, count in (("train", 40), ("val", 12), ("test", 12)):
-        samples = []
-        for i in range(count):
-            label = i % 2
-            image = rng.integers(500 + 2000 * label, 1500 + 2000 * label, (size, size))
-            meta = {"kind": "patch", "size": size, "bits": 12, "task": "abnormal",
-                    "label": label, "split": split}
-            key = schema.make_key("synthetic", f"p{number % 6}", "1", "CC", "left", number)
-            samples.append(schema.encode_patch(key, image.astype(np.uint16), meta))
-            number += 1
-        records.append(writer.write_shard(samples, str(root), split, 0))
-    manifest.write_manifest(str(root), manifest.build_manifest(
-        records, {"size": size, "bits": 12, "format": "png", "task": "abnormal"}))
-    return str(root)
-
-
 def _main(argv):
     from shards.cmdline import Parser, run_main
     from train import eval_commands
@@ -135,7 +114,7 @@ def test_commands_evaluate_linear_eval_and_report_from_a_tiny_run(tiny_run, tmp_
     assert ev["trained"]["test"]["pair_auc"]["n"] == 16
     assert ev["trained"]["test"]["pair_auc"]["n_positive"] == 13   # A = 0.01 * (number % 5), numbers 32..47
 
-    patches = _patch_set(tmp_path / "patches")
+    patches = patch_set(tmp_path / "patches")
     assert _main(["linear-eval", "--run", str(run), "--shards", patches, "--task", "abnormal",
                   "--epochs", "30", "--bootstrap", "20"]) == 0
     printed = capsys.readouterr().out

@@ -10,7 +10,8 @@ import torch
 from train import checkpoint, loop
 from train.cli import main
 from train.config import TrainConfig
-from train.methods import siamese
+from train import mixture as mixture_mod
+from train.methods import siamese, soft_labels
 from train_data import one_torch_thread, split_set  # noqa: F401 (fixture)
 
 
@@ -43,7 +44,7 @@ def test_four_sub_batches_give_the_batchs_gradient(shard_root, tmp_path):
         run = loop.build(_config(shard_root, tmp_path, sub_batches=parts))
         batch = _batch()
         batch["key"] = [f"k{i}" for i in range(8)]
-        run.labels = siamese.PairLabels(batch["key"], labels)
+        run.method.labels = siamese.PairLabels(batch["key"], labels)
         loop.train_step(run, batch)
         grads.append([p.grad.clone() for p in run.model.parameters()])
         run.loader.close()
@@ -171,7 +172,7 @@ def test_background_pairs_are_left_out_like_padding(shard_root, tmp_path):
     for max_background, pads in ((0.2, 0), (1.0, 2)):
         run = loop.build(_config(shard_root, tmp_path, max_background=max_background))
         batch = {**_batch(pads=pads), "key": keys, "meta": metas}
-        run.labels = siamese.PairLabels(keys, labels)
+        run.method.labels = siamese.PairLabels(keys, labels)
         loop.train_step(run, batch)
         grads.append([p.grad.clone() for p in run.model.parameters()])
         run.loader.close()
@@ -196,11 +197,11 @@ def test_kept_pairs_and_the_mixture_fit(shard_root, tmp_path):
 
 def test_the_mixture_is_fitted_on_the_kept_pairs_only(shard_root, tmp_path, monkeypatch):
     fitted = []
-    fit = loop.mixture_mod.fit_mixture
-    monkeypatch.setattr(loop.mixture_mod, "fit_mixture",
+    fit = mixture_mod.fit_mixture
+    monkeypatch.setattr(mixture_mod, "fit_mixture",
                         lambda d, *a, **k: fitted.append(len(d)) or fit(d, *a, **k))
     # every other pair of the fixture mostly background
-    monkeypatch.setattr(siamese, "background_of",
+    monkeypatch.setattr(soft_labels, "background_of",
                         lambda metas: np.array([0.9 * (i % 2) for i in range(len(metas))]))
     out = tmp_path / "run"
     loop.train(_config(shard_root, out, epochs=1, val_split="", max_background=0.5),

@@ -1,6 +1,7 @@
 """Small pair shard sets with train and val splits for the training tests."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,3 +31,25 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def patch_set(root, size=16):
+    """A labelled abnormal/normal set whose label is in the brightness (learnable)."""
+    from shards import schema
+
+    rng = np.random.default_rng(4)
+    records, number = [], 0
+    for split, count in (("train", 40), ("val", 12), ("test", 12)):
+        samples = []
+        for i in range(count):
+            label = i % 2
+            image = rng.integers(500 + 2000 * label, 1500 + 2000 * label, (size, size))
+            meta = {"kind": "patch", "size": size, "bits": 12, "task": "abnormal",
+                    "label": label, "split": split}
+            key = schema.make_key("synthetic", f"p{number % 6}", "1", "CC", "left", number)
+            samples.append(schema.encode_patch(key, image.astype(np.uint16), meta))
+            number += 1
+        records.append(writer.write_shard(samples, str(root), split, 0))
+    manifest.write_manifest(str(root), manifest.build_manifest(
+        records, {"size": size, "bits": 12, "format": "png", "task": "abnormal"}))
+    return str(root)

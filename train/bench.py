@@ -36,7 +36,7 @@ def _timed(run, batches, steps: int) -> float:
     _sync(run.info.device)
     start = time.perf_counter()
     for batch in itertools.islice(batches, steps):
-        loop.train_step(run, batch)
+        loop.train_step(run, batch, 1)
     _sync(run.info.device)
     return steps / (time.perf_counter() - start)
 
@@ -48,7 +48,8 @@ def run_bench(config: TrainConfig, *, steps: int = 10, warmup: int = 2, repeats:
     real = _forever(run.loader)
     memory_batches = [next(real) for _ in range(preload)]
     # labels: a constant P (a refit's per-pair labels cost one dict access per pair in the step)
-    run.mixtures, run.labels = [mixture_mod.constant(0.5)] * 2, None
+    if hasattr(run.method, "mixtures"):
+        run.method.mixtures, run.method.labels = [mixture_mod.constant(0.5)] * 2, None
     memory = itertools.cycle(memory_batches)
     _timed(run, real, warmup)
     _timed(run, memory, warmup)

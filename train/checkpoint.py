@@ -1,7 +1,9 @@
 """Checkpoints (written atomically) and reading a finished run back for evaluation.
 
 A checkpoint is one ``torch.save`` dict: ``config`` (``TrainConfig.to_dict()``), ``model``
-(the two networks), ``optimizers``, ``schedulers``, ``mixtures`` (state dicts), ``loader``
+(the method's model: the two Siamese networks, SimCLR's encoder and projector, BYOL's online and
+target networks), ``optimizers``, ``schedulers``, the method's own state (the Siamese
+``mixtures`` and ``labels``), ``loader``
 (the training loader's ``state_dict``, mid-epoch), ``rng`` (torch, CUDA, numpy, random),
 ``step``, ``epoch`` (epochs completed), ``best`` (the best validation figure so far).
 """
@@ -57,8 +59,8 @@ def set_rng_state(state: dict) -> None:
 @dataclass
 class LoadedRun:
     config: TrainConfig
-    model: torch.nn.Module      # SiameseModel, eval mode, on the CPU
-    mixtures: list              # one fitted Mixture per network
+    model: torch.nn.Module      # the method's model, eval mode, on the CPU
+    mixtures: list              # Siamese: one fitted Mixture per network (else empty)
     step: int
     epoch: int
     path: Path = None
@@ -67,7 +69,7 @@ class LoadedRun:
 def load_run(run_dir, which: str = "best") -> LoadedRun:
     """A run's model and mixtures from ``RUN/best.pt`` (``which="best"``; falls back to
     ``last.pt`` when the run had no validation split) or ``RUN/last.pt``."""
-    from train.methods.siamese import SiameseModel
+    from train.methods import method_class
 
     run_dir = Path(run_dir)
     if which not in ("best", "last"):
@@ -77,8 +79,8 @@ def load_run(run_dir, which: str = "best") -> LoadedRun:
         path = run_dir / "last.pt"
     state = load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"])
-    model = SiameseModel(config.encoder)
+    model = method_class(config.method)(config, None).make_model()
     model.load_state_dict(state["model"])
     model.eval()
-    mixtures = [mixture_mod.from_state(m) for m in state["mixtures"]]
+    mixtures = [mixture_mod.from_state(m) for m in state.get("mixtures") or []]
     return LoadedRun(config, model, mixtures, int(state["step"]), int(state["epoch"]), path)

@@ -9,16 +9,17 @@ import importlib
 from shards.cmdline import Parser, run_main
 
 COMMAND_MODULES = (
-    "train.siamese_command",     # train siamese
+    "train.method_commands",     # train siamese, train simclr, train byol
     "train.bench_command",       # train bench
     "train.eval_commands",       # train evaluate, train linear-eval, train report
+    "train.compare_command",     # train compare
 )
 
 
 def build_parser() -> Parser:
     parser = Parser(prog="train", description=(
-        "Self-supervised training on patch-pair shards: the Siamese soft-label method, its "
-        "benchmark and evaluation."))
+        "Self-supervised training on patch-pair shards: the Siamese soft-label method, the "
+        "SimCLR and BYOL baselines, their benchmark, evaluation and comparison."))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

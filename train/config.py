@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 
 MIXTURES = ("gmm", "beta")
+METHOD_NAMES = ("siamese", "simclr", "byol")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -33,6 +34,7 @@ class TrainConfig:
     cache_dir: str | None = _opt(None, "local cache for remote shards")
     endpoint: str | None = _opt(None, "S3 endpoint URL (default: AWS_ENDPOINT_URL[_S3])")
     # model and method
+    method: str = _opt("siamese", "training method", choices=METHOD_NAMES)
     encoder: str = _opt("resnet18", "encoder name (see train.encoders.ENCODERS)")
     mixture: str = _opt("gmm", "soft-label mixture on D: two-component Gaussian (the paper) or "
                         "Beta on D scaled into (0, 1)", choices=MIXTURES)
@@ -45,6 +47,13 @@ class TrainConfig:
                                   "(0: all); every pair is still scored for its label")
     max_background: float = _opt(1.0, "pairs with a larger background fraction on either side "
                                  "are left out of the mixture fit and the loss (1: keep all)")
+    temperature: float = _opt(0.1, "SimCLR: NT-Xent temperature")
+    ema_base: float = _opt(0.996, "BYOL: the target network's momentum at step 0 (rises to 1 "
+                           "on a cosine schedule)")
+    head_hidden: int = _opt(0, "SimCLR/BYOL: hidden width of the projector (and BYOL's "
+                            "predictor); 0: the method's paper (SimCLR 2048, BYOL 4096)")
+    head_out: int = _opt(0, "SimCLR/BYOL: projection size; 0: the method's paper (SimCLR 128, "
+                         "BYOL 256)")
     # optimisation
     batch_size: int = _opt(256, "pairs per optimiser step on each rank")
     sub_batches: int = _opt(1, "split each step's batch into N sub-batches (gradient "
@@ -52,7 +61,8 @@ class TrainConfig:
     epochs: int = _opt(100, "epochs (the learning-rate schedule spans them)")
     max_steps: int = _opt(0, "cap on optimiser steps, schedule included (0: epochs decide)")
     lr: float = _opt(0.0, "peak learning rate (0: base_lr x batch x world / 256)")
-    base_lr: float = _opt(0.3, "learning rate per 256 pairs when --lr is 0")
+    base_lr: float = _opt(0.0, "learning rate per 256 samples when --lr is 0 (0: the "
+                          "method's: 0.3 Siamese and SimCLR, 0.2 BYOL)")
     warmup_epochs: float = _opt(10.0, "linear warm-up length in epochs (then cosine to 0)")
     weight_decay: float = _opt(1e-6, "LARS weight decay (not on BN or bias)")
     momentum: float = _opt(0.9, "LARS momentum")
@@ -71,6 +81,12 @@ class TrainConfig:
     log_every: int = _opt(1, "a training row in metrics.jsonl every N steps")
 
     def __post_init__(self):
+        if self.method not in METHOD_NAMES:
+            raise ValueError(f"method must be one of {METHOD_NAMES}, got {self.method!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not 0.0 <= self.ema_base <= 1.0:
+            raise ValueError(f"ema_base must be in [0, 1], got {self.ema_base}")
         if self.mixture not in MIXTURES:
             raise ValueError(f"mixture must be one of {MIXTURES}, got {self.mixture!r}")
         if self.precision not in PRECISIONS:
@@ -80,7 +96,7 @@ class TrainConfig:
                              f"sub_batches {self.sub_batches}")
         for name in ("epochs", "max_steps", "refit_epochs", "refit_steps", "checkpoint_every",
                      "eval_every", "workers", "mixture_max_pairs", "val_max_pairs",
-                     "val_bootstrap"):
+                     "val_bootstrap", "head_hidden", "head_out"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:
@@ -105,9 +121,10 @@ class TrainConfig:
             raise ValueError(f"prior_p must be in [0, 1], got {value}")
         return value
 
-    def peak_lr(self, world_size: int = 1) -> float:
-        """``lr``, or the linear scaling rule ``base_lr x global batch / 256``."""
-        return self.lr or self.base_lr * self.batch_size * world_size / 256
+    def peak_lr(self, world_size: int = 1, method_base_lr: float = 0.3) -> float:
+        """``lr``, or the linear scaling rule ``base_lr x global batch / 256`` (``base_lr`` 0:
+        the method's own, ``method_base_lr``)."""
+        return self.lr or (self.base_lr or method_base_lr) * self.batch_size * world_size / 256
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -135,6 +135,9 @@ def evaluate_run(run_dir, *, shards=None, splits=SPLITS, which: str = "best", ma
     from train.checkpoint import load_run
 
     run = load_run(run_dir, which=which)
+    if run.config.method != "siamese":
+        raise ValueError(f"{run_dir}: pair AUC scores the Siamese networks' q and D; a "
+                         f"{run.config.method} run has neither (use train linear-eval)")
     shards = shards or run.config.shards
     common = {"max_pairs": max_pairs, "n_bootstrap": n_bootstrap, "workers": workers,
               "batch_size": batch_size, "device": device,

@@ -139,9 +139,12 @@ def read_metrics(path) -> list[dict]:
 
 
 def training_curves(rows: list[dict], path) -> str:
-    """Loss and learning rate per step, validation pair AUC per evaluation."""
+    """Loss and learning rate per step; per evaluation the validation pair AUC (Siamese) or
+    the validation loss (SimCLR, BYOL), whichever the run logged."""
     train = [r for r in rows if r.get("kind") == "train"]
-    evals = [r for r in rows if r.get("kind") == "eval" and r.get("pair_auc") is not None]
+    metric = "pair_auc" if any("pair_auc" in r for r in rows if r.get("kind") == "eval") \
+        else "val_loss"
+    evals = [r for r in rows if r.get("kind") == "eval" and r.get(metric) is not None]
     fig, axes = _figure(3, width=4.5)
     steps = [r["step"] for r in train]
     axes[0].plot(steps, [r.get("loss") for r in train], color="#1976d2", lw=1)
@@ -152,10 +155,11 @@ def training_curves(rows: list[dict], path) -> str:
     axes[1].plot(steps, [r.get("lr") for r in train], color="#388e3c")
     axes[1].set_title("learning rate")
     if evals:
-        auc = [r["pair_auc"] if not isinstance(r["pair_auc"], dict) else r["pair_auc"]["auc"]
-               for r in evals]
-        axes[2].plot([r["step"] for r in evals], auc, marker="o", color="#d32f2f")
-    axes[2].set_title("validation pair AUC (1 - q)")
+        values = [r[metric] if not isinstance(r[metric], dict) else r[metric]["auc"]
+                  for r in evals]
+        axes[2].plot([r["step"] for r in evals], values, marker="o", color="#d32f2f")
+    axes[2].set_title("validation pair AUC (1 - q)" if metric == "pair_auc" else
+                      "validation loss")
     for ax in axes:
         ax.set_xlabel("step")
     return _save(fig, path)

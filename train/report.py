@@ -19,6 +19,7 @@ from train.linear_eval import TASK_CLASSES
 # vs normal (Table 2).
 PAPER_PAIR_AUC = {"val": 0.722, "test": 0.728}
 PAPER_LINEAR_ABNORMAL = {"Siamese": 0.927, "BYOL": 0.908, "SimCLR": 0.737}
+METHOD_LABELS = {"siamese": "Siamese", "simclr": "SimCLR", "byol": "BYOL"}
 TASK_TITLES = {"abnormal": "Table 2: linear evaluation, abnormal vs normal",
                "birads": "Table 3: linear evaluation, BI-RADS (one-vs-rest)",
                "outcome": "Table 4: linear evaluation, background / benign / malignant "
@@ -53,7 +54,7 @@ def fmt_auc(r: dict | None, counts: bool = True) -> str:
     return text
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
@@ -77,7 +78,7 @@ def pair_auc_section(ev: dict | None) -> list[str]:
                             + [fmt_auc(split_set[s]["d_auc"][k]) for s in splits])
     rows.append(["paper (VinDr-256, published)"]
                 + [f"{PAPER_PAIR_AUC[s]:.3f}" for s in splits])
-    out += _table(["model, score"] + splits, rows)
+    out += markdown_table(["model, score"] + splits, rows)
     patients = ", ".join(f"{s}: {ev['trained'][s]['patients']}" for s in splits)
     out += ["", f"Checkpoint `{ev['checkpoint']}` (step {ev['step']}, epoch {ev['epoch']}); "
             f"shards `{ev['shards']}`. Patients per split: {patients}. {ev['cutoffs']}; "
@@ -85,7 +86,7 @@ def pair_auc_section(ev: dict | None) -> list[str]:
     return out
 
 
-def linear_section(task: str, data: dict | None) -> list[str]:
+def linear_section(task: str, data: dict | None, label: str = "Siamese") -> list[str]:
     out = [f"## {TASK_TITLES[task]}", ""]
     if not data:
         return out + [f"Not run: `train linear-eval --run RUN --shards SET --task {task}`.", ""]
@@ -94,19 +95,19 @@ def linear_section(task: str, data: dict | None) -> list[str]:
     binary = task == "abnormal"
     header = ["model"] + (["AUC"] if binary else classes + ["mean"])
     rows = []
-    for kind, label in (("trained", "Siamese (this run)"), ("random", "random init")):
+    for kind, name in (("trained", f"{label} (this run)"), ("random", "random init")):
         res = data.get(kind, {}).get("splits", {}).get(split)
         if res is None:
             continue
         if binary:
-            rows.append([label, fmt_auc(res["binary"])])
+            rows.append([name, fmt_auc(res["binary"])])
         else:
-            rows.append([label] + [fmt_auc(res["ovr"].get(c), counts=False) for c in classes]
+            rows.append([name] + [fmt_auc(res["ovr"].get(c), counts=False) for c in classes]
                         + [fmt_auc(res["ovr"]["mean"], counts=False)])
     if binary:
         rows += [[f"{name} (paper, VinDr-256, published)", f"{auc:.3f}"]
                  for name, auc in PAPER_LINEAR_ABNORMAL.items()]
-    out += _table(header, rows)
+    out += markdown_table(header, rows)
     counts = data.get("counts", {})
     out += ["", f"Head trained on `{data['head_split']}`, reported on `{split}` (val: "
             f"{_val_line(data, binary)}). Patches per class "
@@ -141,7 +142,7 @@ def mixture_section(rows: list[dict]) -> list[str]:
     refits = {(r.get("step"), r.get("epoch"), r.get("when")): float(r.get("seconds") or 0)
               for r in fits}
     total = sum(refits.values())
-    out += _table(["epoch", "net", "priors", "means of D", "seconds"], table)
+    out += markdown_table(["epoch", "net", "priors", "means of D", "seconds"], table)
     out += ["", f"{len(refits)} fits (the initial one included), {total:.1f} s in all "
             "(scoring the training set and fitting; the last four rows shown).", ""]
     return out
@@ -150,7 +151,7 @@ def mixture_section(rows: list[dict]) -> list[str]:
 def run_section(run_dir: Path, config: dict | None, summary: dict | None) -> list[str]:
     out = [f"# Training report: `{run_dir.name}`", ""]
     if config:
-        keys = ("shards", "encoder", "mixture", "prior_p", "batch_size", "epochs", "max_steps",
+        keys = ("method", "shards", "encoder", "mixture", "prior_p", "batch_size", "epochs", "max_steps",
                 "lr", "base_lr", "warmup_epochs", "seed", "device")
         out += ["Configuration: " + ", ".join(f"{k} `{config.get(k)}`" for k in keys
                                               if k in config) + ".", ""]
@@ -169,9 +170,12 @@ def render(run_dir) -> str:
         else []
     lines = run_section(run_dir, _read_json(run_dir / "config.json"),
                         _read_json(run_dir / "summary.json"))
-    lines += pair_auc_section(_read_json(run_dir / "evaluation.json"))
+    method = (_read_json(run_dir / "config.json") or {}).get("method", "siamese")
+    if method == "siamese":
+        lines += pair_auc_section(_read_json(run_dir / "evaluation.json"))
     for task in TASK_CLASSES:
-        lines += linear_section(task, _read_json(run_dir / f"linear_eval_{task}.json"))
+        lines += linear_section(task, _read_json(run_dir / f"linear_eval_{task}.json"),
+                                METHOD_LABELS.get(method, method))
     lines += mixture_section(rows)
     figures = [(name, caption) for name, caption in FIGURES
                if (run_dir / "figures" / name).is_file()]
@@ -241,6 +245,12 @@ def build(run_dir, *, shards=None, refresh: bool = False, figures: bool = True,
     shards = shards or run.config.shards
     options = {"workers": workers, "batch_size": batch_size, "device": device}
     objects = None
+    if run.config.method != "siamese":    # no pair scores: the curves only
+        if figures and (run_dir / "metrics.jsonl").is_file():
+            from train import figures as figures_mod
+            figures_mod.training_curves(figures_mod.read_metrics(run_dir / "metrics.jsonl"),
+                                        run_dir / "figures" / "training_curves.png")
+        return write_report(run_dir)
     if refresh or not (run_dir / "evaluation.json").is_file():
         result = evaluate_run(run_dir, shards=shards, which=which, n_bootstrap=n_bootstrap,
                               **options)

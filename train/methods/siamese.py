@@ -7,15 +7,15 @@ the pair is normal. A two-component mixture fitted on the D_k of the training se
 network 2's labels and vice versa (``losses.siamese_loss``), so neither chases its own
 mistakes.
 
-``P_k`` is a label per training pair (``PairLabels``): at each refit, an eval-mode pass over
-the unaugmented training set (``score_pairs``) gives every pair's D_k, the mixture is fitted on
-them, and each pair's posterior is stored under its key until the next refit. The training step
-looks its pairs' labels up. D from the training forward pass would not do: BatchNorm in train
-mode and the augmentation put those distances on another scale than the one the mixture was
-fitted on (measured: P was 1.0 for every pair of the first batch).
+``P_k`` is a label per training pair, refitted from time to time on the eval-mode distances
+of the whole training set (``soft_labels``). ``SiameseMethod`` is the method the shared loop
+runs: before step 0 the mixtures are fitted on the untrained encoders' distances (or P is a
+constant, ``prior_p``), they are refitted every ``refit_epochs`` epochs and ``refit_steps``
+steps, and the validation pair AUC of ``1 - mean q`` chooses ``best.pt``.
 """
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -24,7 +24,11 @@ import torch
 from torch import nn
 
 from train import losses
+from train import mixture as mixture_mod
 from train.encoders import make_encoder
+from train.methods.base import Method
+from train.methods.soft_labels import PairLabels, background_of, kept_pairs  # noqa: F401
+from train.methods import soft_labels
 
 
 class SiameseOutput(NamedTuple):
@@ -61,56 +65,6 @@ class SiameseModel(nn.Module):
 
     def forward(self, left, right) -> tuple[SiameseOutput, SiameseOutput]:
         return tuple(net(left, right) for net in self.nets)
-
-
-class PairLabels:
-    """``P`` of both networks for every training pair, by sample key, from one refit."""
-
-    def __init__(self, keys, p: np.ndarray):
-        self.keys = np.asarray(keys, dtype=str)
-        self.p = np.asarray(p, dtype=np.float32).reshape(2, len(self.keys))
-        self._index = {k: i for i, k in enumerate(self.keys.tolist())}
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def lookup(self, keys, device=None) -> torch.Tensor:
-        """``[2, B]`` labels of the batch's pairs; a key the refit never saw is an error."""
-        try:
-            idx = [self._index[k] for k in keys]
-        except KeyError as exc:
-            raise KeyError(f"pair {exc.args[0]} has no label: the last refit did not score it "
-                           f"(a shard set changed under the run?)") from None
-        return torch.from_numpy(self.p[:, idx]).to(device)
-
-    @classmethod
-    def from_scores(cls, keys, d: np.ndarray, mixtures) -> "PairLabels":
-        """Labels from each pair's distances ``d`` [2, N] under each network's mixture."""
-        return cls(keys, np.stack([m.posterior_high(d[k]) for k, m in enumerate(mixtures)]))
-
-    def state_dict(self) -> dict:
-        return {"keys": self.keys, "p": self.p}
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> "PairLabels":
-        return cls(state["keys"], state["p"])
-
-
-def background_of(metas) -> np.ndarray:
-    """The larger background fraction of the two sides of each pair (``meta["background"]``;
-    0 where the metadata has none)."""
-    return np.array([max((m.get("background") or {}).values(), default=0.0) for m in metas],
-                    dtype=np.float32)
-
-
-def kept_pairs(metas, max_background: float) -> np.ndarray:
-    """Pairs the method learns from: background at most ``max_background`` on both sides.
-
-    Why: a pair at the breast border differs left vs right wherever the two outlines do not
-    match, so its distance is large with no lesion in it; on synthetic data the high-distance
-    component of the untrained encoders' mixture held such pairs, and the networks learnt to
-    call the border abnormal (docs/train.md, "Where it stands")."""
-    return background_of(metas) <= max_background
 
 
 def loss_terms(outputs, p: torch.Tensor, weight, normaliser) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,3 +135,139 @@ def score_pairs(model, loader, device="cpu", max_pairs=None, keep_embeddings=Fal
     return PairScores(d[:, :limit], q[:, :limit], area[:limit], keys[:limit],
                       emb[:, :limit] if emb is not None else None,
                       metas[:limit] if keep_meta else None)
+
+
+class SiameseMethod(Method):
+    name = "siamese"
+    mode = "pairs"
+    best_metric = "pair_auc"
+    higher_is_better = True
+    default_base_lr = 0.3
+    own_fields = ("mixture", "prior_p", "refit_epochs", "refit_steps", "mixture_max_pairs",
+                  "max_background")
+
+    def __init__(self, config, info):
+        super().__init__(config, info)
+        self.mixtures: list = []
+        self.labels: PairLabels | None = None    # None: the constant prior, before any fit
+        self._score_loader = None
+
+    def make_model(self) -> nn.Module:
+        return SiameseModel(self.config.encoder)
+
+    def optimised(self, model):
+        return list(model.nets)     # one LARS per network, as the paper trained them
+
+    def train_augment(self):
+        from loaders import AugmentSpec
+        return AugmentSpec(size=self.config.size)
+
+    # --- labels ---
+    def score_loader(self, run):
+        """The unaugmented training split, this rank's part (the refits read it)."""
+        if self._score_loader is None:
+            from loaders import AugmentSpec
+            self._score_loader = run.make_loader(self.config.split, mode="pairs",
+                                                 augment=AugmentSpec.identity(self.config.size))
+        return self._score_loader
+
+    def refit(self, run, *, seed: int, when: str, step: int, epoch: int) -> list[dict]:
+        self.mixtures, self.labels, rows = soft_labels.refit(
+            run.model, self.score_loader(run), self.config, self.info, seed=seed,
+            autocast=run.autocast)
+        return [{**row, "step": step, "epoch": epoch, "when": when} for row in rows]
+
+    def start(self, run) -> list[dict]:
+        constant = self.config.constant_prior()
+        if constant is not None:
+            self.mixtures = [mixture_mod.constant(constant)] * 2
+            return []
+        return self.refit(run, seed=self.config.seed, when="initial", step=0, epoch=0)
+
+    def after_step(self, run, step: int) -> list[dict]:
+        if self.config.refit_steps and step % self.config.refit_steps == 0:
+            return self.refit(run, seed=self.config.seed + step, when="step", step=step,
+                              epoch=run.loader.epoch)
+        return []
+
+    def end_of_epoch(self, run, step: int, epoch: int) -> list[dict]:
+        """``epoch``: epochs completed."""
+        if self.config.refit_epochs and epoch % self.config.refit_epochs == 0 and \
+                step < run.total_steps:
+            return self.refit(run, seed=self.config.seed + step, when="epoch", step=step,
+                              epoch=epoch)
+        return []
+
+    # --- the step ---
+    def prepare(self, run, batch: dict):
+        device, config = self.info.device, self.config
+        left, right = run.to_device(batch["left"]), run.to_device(batch["right"])
+        real = ~batch["is_pad"]
+        if config.max_background < 1.0:
+            kept = kept_pairs(batch["meta"], config.max_background)
+            real = real & torch.from_numpy(kept).to(real.device)
+        weight = real.to(device, torch.float32)
+        normaliser = weight.sum().clamp_min(1.0)
+        p = soft_labels.batch_labels(self.labels, self.mixtures, batch["key"], device)
+        parts = config.sub_batches
+        chunks = [{"left": l, "right": r, "weight": w, "p": pp, "normaliser": normaliser}
+                  for l, r, w, pp in zip(left.chunk(parts), right.chunk(parts),
+                                         weight.chunk(parts), p.chunk(parts, 1))]
+        figures = {"p_mean": (p * weight).sum(dim=1) / normaliser, "pairs": normaliser}
+        return chunks, figures
+
+    def loss(self, run, chunk: dict):
+        with run.autocast():
+            outputs = run.forward(chunk["left"], chunk["right"])
+        l1, l2 = loss_terms(outputs, chunk["p"], chunk["weight"], chunk["normaliser"])
+        return 0.5 * (l1 + l2), {"loss1": l1.detach(), "loss2": l2.detach()}
+
+    # --- validation ---
+    def validation_loader(self, run):
+        from loaders import AugmentSpec
+        return run.make_loader(self.config.val_split, mode="pairs",
+                               augment=AugmentSpec.identity(self.config.size), world=False)
+
+    def validate(self, run, loader) -> dict:
+        """Validation pair AUC (rank 0, whole split): score ``1 - mean q`` (the method's
+        output) and, beside it, the mean of the two networks' posteriors P (distance-based)."""
+        from train.metrics import averaged_pair_auc
+
+        loader.set_epoch(0)
+        scores = score_pairs(run.model, loader, self.info.device,
+                             max_pairs=self.config.val_max_pairs or None, autocast=run.autocast)
+        q_score = 1.0 - scores.q.mean(axis=0)
+        d_score = np.mean([m.posterior_high(scores.d[k]) for k, m in enumerate(self.mixtures)],
+                          axis=0)
+        result = averaged_pair_auc(scores.area, q_score, n_bootstrap=self.config.val_bootstrap)
+        d_result = averaged_pair_auc(scores.area, d_score, n_bootstrap=0)
+        return {"pair_auc": _num(result.auc), "ci_low": _num(result.ci_low),
+                "ci_high": _num(result.ci_high), "pair_auc_d": _num(d_result.auc),
+                "n_pairs": int(result.n), "n_positive": int(result.n_positive),
+                "cutoffs_used": result.cutoffs_used}
+
+    # --- state ---
+    def state_dict(self) -> dict:
+        return {"mixtures": [m.state_dict() for m in self.mixtures],
+                "labels": self.labels.state_dict() if self.labels is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mixtures = [mixture_mod.from_state(s) for s in state["mixtures"]]
+        labels = state.get("labels")
+        self.labels = PairLabels.from_state_dict(labels) if labels is not None else None
+
+    def result(self) -> dict:
+        return {"mixtures": [m.state_dict() for m in self.mixtures], "labels": self.labels}
+
+    def close(self) -> None:
+        if self._score_loader is not None:
+            self._score_loader.close()
+            self._score_loader = None
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+METHOD = SiameseMethod
