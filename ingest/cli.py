@@ -1,7 +1,7 @@
 """The ``ingest`` command: one sub-command per module in COMMAND_MODULES, and the benchmarks.
 
 Each module defines ``register(subparsers)`` which adds its sub-parser and sets ``func``; the
-benchmarks (``bench``, ``bench-synth``, ``bench-register``) keep their own parsers (``cmdline.add_delegate``).
+benchmarks (``bench``, ``bench-synth``, ``bench-register``, ``bench-realsize``) keep their own parsers (``cmdline.add_delegate``).
 """
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ def build_parser() -> Parser:
                  "synthetic generator: images per second at 1 and 2 workers (benchmark)")
     add_delegate(sub, "bench-register", "ingest.register_bench",
                  "registration: seconds per pair and error against known truth (benchmark)")
+    add_delegate(sub, "bench-realsize", "ingest.bench_realsize",
+                 "one exam pair at real image sizes per transfer syntax: decode, normalise, "
+                 "register (benchmark)")
     return parser
 
 

@@ -8,7 +8,8 @@ The pipeline is a chain of small pure functions (see docs/ingest-pixels.md for t
 3. ``to_unit_range``: [0, 1] over the non-padding pixels, MONOCHROME1 inverted;
 4. ``padding_mask``: PixelPaddingValue (and PixelPaddingRangeLimit) → background;
 5. ``breast_mask``: largest connected component of a thresholded (Otsu and background peak),
-   smoothed, reduced image;
+   smoothed, reduced image, less the bands along the image's edges (``edge_bands``: film
+   edges, scanner strips, collimation);
 6. ``chest_wall_on_right``: orientation from the mask (never from the tags);
 7. ``crop_box``: ``"none"`` keeps the whole image (default), ``"breast"`` the breast's box;
 8. resize with an anti-aliasing filter into ``out_shape`` keeping the aspect ratio (top-left
@@ -196,25 +197,69 @@ def breast_mask(unit: np.ndarray, padding: np.ndarray | None = None, *, sigma: f
     Otsu alone cuts the dim fatty rim of the breast, or splits a bright pectoral muscle from
     the rest of the breast. Padding pixels (already 0) take
     part in the statistics: when the padding is the whole background they are the dark class.
-    Burned-in text and markers are small and disconnected, so they lose to the breast; the
-    binary opening cuts thin scanner borders that would otherwise join it. Holes are filled.
+    Burned-in text, rulers and markers are small and disconnected, so they lose to the breast;
+    the binary opening cuts thin scanner borders that would otherwise join it, and wider bands
+    along the edges (film edges, bright scanner strips, collimation: ``edge_bands``) are taken
+    out, after which the threshold is found again without them (a bright band would otherwise
+    take part in the statistics). Holes are filled.
     """
     smooth = ndimage.gaussian_filter(unit.astype(np.float32), sigma)
     valid = np.ones(unit.shape, bool) if padding is None else ~padding
     if not valid.any() or np.ptp(smooth) <= 1e-6:   # flat: nothing to separate
         return np.zeros(unit.shape, dtype=bool)
-    otsu = otsu_threshold(smooth.ravel())
-    background, spread = background_level(smooth.ravel(), otsu)
-    threshold = max(background + low * (otsu - background), background + 5.0 * spread)
-    fg = (smooth > threshold) & valid
-    if opening:
-        fg = square_opening(fg, opening)
+    fg = _foreground(smooth, valid, smooth.ravel(), low, opening)
+    bands = edge_bands(fg)
+    if bands.any():
+        valid = valid & ~bands
+        fg = _foreground(smooth, valid, smooth[~bands], low, opening)
     labels, count = ndimage.label(fg)
     if count == 0:
         return np.zeros(unit.shape, dtype=bool)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return fill_holes(labels == int(np.argmax(sizes)))
+
+
+def _foreground(smooth, valid, sample, low: float, opening: int) -> np.ndarray:
+    """Pixels above the breast threshold (see ``breast_mask``), statistics from ``sample``."""
+    otsu = otsu_threshold(sample)
+    background, spread = background_level(sample, otsu)
+    threshold = max(background + low * (otsu - background), background + 5.0 * spread)
+    fg = (smooth > threshold) & valid
+    return square_opening(fg, opening) if opening else fg
+
+
+def edge_bands(fg: np.ndarray, depth: float = 0.1, full: float = 0.9, drop: float = 0.75,
+               margin: float = 0.03) -> np.ndarray:
+    """Bands of foreground along the image's edges that are no breast: film edges, bright
+    scanner strips, collimation. Per edge, from the edge inwards (after at most ``margin`` of
+    the side of empty lines): lines whose foreground covers at least ``full`` of their length,
+    ending within ``depth`` of the side, and followed by a line with less than ``drop`` times
+    that coverage. A breast never covers a whole top or bottom row; at the chest wall it can
+    cover nearly a whole column, but its coverage falls off gradually inwards, not at once, so
+    the chest wall is never taken for a band. (A strip ON the chest-wall edge is therefore not
+    removed.) Returns the bands' pixels (the edge-side lines included)."""
+    out = np.zeros(fg.shape, dtype=bool)
+    for axis in (0, 1):
+        cover = fg.mean(axis=1 - axis)        # axis 0: per row; axis 1: per column
+        n = cover.size
+        limit, skip = max(2, int(depth * n)), int(margin * n)
+        for reverse in (False, True):
+            f = cover[::-1] if reverse else cover
+            i = 0
+            while i < skip and f[i] < 0.05:
+                i += 1
+            j = i
+            while j < limit and f[j] >= full:
+                j += 1
+            if j == i or j >= limit or f[j] >= drop * f[j - 1]:
+                continue
+            lines = slice(n - j, n) if reverse else slice(0, j)
+            if axis == 0:
+                out[lines] = True
+            else:
+                out[:, lines] = True
+    return out
 
 
 def square_opening(mask: np.ndarray, iterations: int) -> np.ndarray:

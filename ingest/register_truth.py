@@ -50,7 +50,8 @@ PREVIOUS = dict(transform="rigid", shrink=(8, 4), sampling=0.10, iterations=100,
 
 
 def exam_pairs(exams: int, shape=(1152, 896), seed: int = 0, image_size=None,
-               pair_variation: str = "realistic", lesion_fraction: float | None = None):
+               pair_variation: str = "realistic", lesion_fraction: float | None = None,
+               artefacts: bool = False, layout: str = "vindr"):
     """Normalised (left, right) pairs of generated exams with the true left → right map.
 
     Yields ``(left NormalizedImage, right NormalizedImage, truth)``: ``truth`` is an affine
@@ -66,32 +67,68 @@ def exam_pairs(exams: int, shape=(1152, 896), seed: int = 0, image_size=None,
     differ only by their positioning and noise and the truth is exact). ``lesion_fraction``:
     default the generator's 0.3 for realistic pairs (a lesion is one more genuine difference)
     and 0 for positioning-only ones (a one-sided lesion would break their identity).
+    ``artefacts``: the generator's (film edges, strips, collimation, markers, text, larger
+    left/right size and compression differences); ``layout``: the generator's layout
+    ("cbis-ddsm" gives the images as its scanned films, without padding).
     """
+    for left, right, truth, _ in exam_pairs_with_artefacts(
+            exams, shape, seed, image_size, pair_variation, lesion_fraction, artefacts, layout):
+        yield left, right, truth
+
+
+def exam_pairs_with_artefacts(exams: int, shape=(1152, 896), seed: int = 0, image_size=None,
+                              pair_variation: str = "realistic",
+                              lesion_fraction: float | None = None, artefacts: bool = True,
+                              layout: str = "vindr"):
+    """``exam_pairs`` plus, per pair, ``{"L": mask, "R": mask}``: where the generator's
+    artefacts lie on each normalised image's grid (``normalised_artefacts``)."""
     if lesion_fraction is None:
         lesion_fraction = 0.0 if pair_variation == "positioning-only" else 0.3
     from ingest.normalize import normalize_array
     from ingest.synth import render_exam
+    from ingest.synth.layout_cbis import to_film
     from ingest.synth.positioning import pair_matrix
 
     for index in range(exams):
         plan, studies = render_exam(seed, index, image_size=image_size or shape, lesion_fraction=lesion_fraction,
-                                    studies_per_patient=(1, 1), pair_variation=pair_variation)
+                                    studies_per_patient=(1, 1), pair_variation=pair_variation,
+                                    layout=layout, artefacts=artefacts)
         by_key = {(im.record["laterality"], im.record["view"]): im for im in studies[0]}
         for view in ("CC", "MLO"):
-            norm = {}
+            norm, arts = {}, {}
             for side in ("L", "R"):
                 im = by_key[(side, view)]
                 rec = im.record
-                top = float(2 ** rec["bits_stored"] - 1)
-                unit = im.pixels.astype(np.float32) / top
-                if rec["photometric"] == "MONOCHROME1":
-                    unit = 1.0 - unit
-                padding = im.pixels == rec["padding_value"]
+                if layout == "cbis-ddsm":         # the scanned film: no padding value
+                    unit = to_film(im.pixels, rec).astype(np.float32) / 65535.0
+                    padding = np.zeros(unit.shape, dtype=bool)
+                else:
+                    top = float(2 ** rec["bits_stored"] - 1)
+                    unit = im.pixels.astype(np.float32) / top
+                    if rec["photometric"] == "MONOCHROME1":
+                        unit = 1.0 - unit
+                    padding = im.pixels == rec["padding_value"]
                 norm[side] = normalize_array(np.where(padding, 0, unit), padding, out_shape=shape)
+                arts[side] = normalised_artefacts(im.artefacts, norm[side])
             if norm["L"].flipped or not norm["R"].flipped:
                 raise AssertionError("normalisation should mirror the right breast only")
             m = pair_matrix(by_key[("L", view)].record, by_key[("R", view)].record)
-            yield norm["L"], norm["R"], truth_transform(m, norm["L"].scale, norm["R"].scale)
+            yield norm["L"], norm["R"], truth_transform(m, norm["L"].scale, norm["R"].scale), arts
+
+
+def normalised_artefacts(artefacts, norm) -> np.ndarray:
+    """A source-grid artefact mask (``RenderedImage.artefacts``, None: none) carried onto the
+    normalised grid as ``normalize_array`` carries the image (mirror, crop, resize): every
+    output pixel that any artefact pixel touches."""
+    from ingest.normalize import resize_float
+
+    out = np.zeros(norm.mask.shape, dtype=bool)
+    if artefacts is None or not artefacts.any():
+        return out
+    src = artefacts[:, ::-1] if norm.flipped else artefacts
+    rh, rw = norm.box_map.extent
+    out[:rh, :rw] = resize_float(src.astype(np.float32), (rh, rw), box=norm.crop_box) > 0
+    return out
 
 
 def truth_transform(m: np.ndarray, left_scale, right_scale) -> dict:

@@ -38,6 +38,10 @@ def register(subparsers) -> None:
     p.add_argument("--positioning-only", action="store_true",
                    help="the right breast is the left one mirrored: the two images of a view differ "
                         "only by their positioning and noise (registration checks)")
+    p.add_argument("--artefacts", action="store_true",
+                   help="some images get film edges and scanner strips (cbis-ddsm) or collimation "
+                        "edges (digital layouts), markers, rulers and text, and the two sides "
+                        "differ more in size and compression")
     p.add_argument("--preview", metavar="FILE.png", help="write a contact sheet of a few exams")
     cmdline.add_workers(p, default_workers(), f"worker processes (default {default_workers()})")
     cmdline.add_quiet(p)
@@ -54,6 +58,7 @@ def run(args) -> int:
                        image_size=tuple(args.image_size) if args.image_size else None,
                        lesion_fraction=args.lesion_fraction, workers=args.workers,
                        studies_per_patient=(lo, hi), progress=not args.quiet, preview=args.preview,
-                       pair_variation="positioning-only" if args.positioning_only else "realistic")
+                       pair_variation="positioning-only" if args.positioning_only else "realistic",
+                       artefacts=args.artefacts)
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0

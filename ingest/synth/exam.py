@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.ndimage import affine_transform
 
-from . import anatomy, labels, lesions, positioning, tissue, vessels
+from . import anatomy, artefacts, labels, lesions, positioning, tissue, vessels
 
 VIEWS = ("CC", "MLO")
 IMAGE_ORDER = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
@@ -45,6 +45,10 @@ DEFAULT_SIZE = (3328, 2560)
 #   image's positioning (rotation, shift, scale) and detector noise differ, so the true left/right
 #   registration is exactly ``positioning.pair_matrix``.
 PAIR_VARIATIONS = ("realistic", "positioning-only")
+
+# What the archive's images carry around the breast (``artefacts=True``, ``synth.artefacts``):
+# scanned film for CBIS-DDSM, a digital detector for the other layouts.
+ARTEFACT_MEDIUM = {"cbis-ddsm": "film"}
 
 
 def rng_for(seed: int, index: int, *key: int) -> np.random.Generator:
@@ -81,6 +85,7 @@ class PatientPlan:
     shapes: dict = field(default_factory=dict)      # {view: {laterality: BreastShape}}
     studies: list = field(default_factory=list)
     pair_variation: str = "realistic"               # one of PAIR_VARIATIONS
+    artefacts: str = "none"                         # "none", "film" or "digital"
 
     @property
     def outcome(self) -> str:
@@ -89,7 +94,7 @@ class PatientPlan:
 
 def plan_patient(seed: int, index: int, layout: str = "vindr", image_size=None,
                  lesion_fraction: float = 0.3, studies_per_patient=(1, 2),
-                 pair_variation: str = "realistic") -> PatientPlan:
+                 pair_variation: str = "realistic", artefacts: bool = False) -> PatientPlan:
     if pair_variation not in PAIR_VARIATIONS:
         raise ValueError(f"pair_variation must be one of {', '.join(PAIR_VARIATIONS)}, got {pair_variation!r}")
     rng = rng_for(seed, index, 0)
@@ -109,7 +114,8 @@ def plan_patient(seed: int, index: int, layout: str = "vindr", image_size=None,
     plan = PatientPlan(seed, index, int(rng.integers(40, 76)), density, beta, device, rows, cols,
                        float(spacing), int(rng.choice([12, 14], p=[0.6, 0.4])),
                        "test" if rng.random() < 0.2 else "training", lesion, side,
-                       pair_variation=pair_variation)
+                       pair_variation=pair_variation,
+                       artefacts=ARTEFACT_MEDIUM.get(layout, "digital") if artefacts else "none")
     size = float(rng.random())
     for view in VIEWS:
         base = anatomy.sample_shape(rng, view, (rows, cols), size)
@@ -135,6 +141,7 @@ class RenderedImage:
     pixels: np.ndarray      # uint16, stored orientation and photometric
     mask: np.ndarray        # bool breast mask, stored orientation
     record: dict            # ground truth (no ids yet: the layout adds them)
+    artefacts: np.ndarray | None = None   # bool, stored orientation: what artefacts cover
 
 
 def _window(values: np.ndarray, bits: int) -> tuple[float, float]:
@@ -234,6 +241,14 @@ def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> R
     img_key = IMAGE_ORDER.index((laterality, view))
     rng = rng_for(plan.seed, plan.index, 1, study, img_key)
     tf = positioning.sample_transform(rng, (rows, cols))
+    kinds, art_rng = [], None
+    if plan.artefacts != "none":
+        # Own stream: with the option off nothing here is drawn and the pixels stay the same.
+        art_rng = rng_for(plan.seed, plan.index, artefacts.ARTEFACT_PURPOSE, study, img_key)
+        more_scale, more_compression = artefacts.extra_positioning(art_rng)
+        tf = dataclasses.replace(tf, scale=tf.scale * more_scale,
+                                 compression=tf.compression * more_compression)
+        kinds = artefacts.draw(art_rng, plan.artefacts)
     shape = plan.shapes[view][laterality]
     sp = plan.spacing_mm
     identical = plan.pair_variation == "positioning-only"
@@ -301,6 +316,14 @@ def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> R
     if st.burned_label:
         text = labels.burn_label(f"{laterality} {view}", (rows, cols), chest_wall_left=not mirrored)
         pixels = np.where(text & ~mask, np.uint16(top), pixels)
+    art_mask, art_record = None, None
+    if art_rng is not None:
+        pixels, mask, art_mask, boxes = artefacts.apply(
+            art_rng, kinds, pixels, mask, top, plan.artefacts, chest_wall_left=not mirrored,
+            laterality=laterality)
+        if st.burned_label:
+            art_mask |= text
+        art_record = {"medium": plan.artefacts, "kinds": kinds, "boxes": boxes}
     photometric = st.photometric
     padding = 0
     if photometric == "MONOCHROME1":
@@ -317,14 +340,16 @@ def render_image(plan: PatientPlan, study: int, laterality: str, view: str) -> R
         "age": plan.age, "split": plan.split, "patient_outcome": plan.outcome,
         "lesions": found,
     }
-    return RenderedImage(np.ascontiguousarray(pixels), np.ascontiguousarray(mask), record)
+    if art_record is not None:
+        record["artefacts"] = art_record
+    return RenderedImage(np.ascontiguousarray(pixels), np.ascontiguousarray(mask), record, art_mask)
 
 
 def render_exam(seed: int, index: int = 0, image_size=None, layout: str = "vindr",
                 lesion_fraction: float = 0.3, studies_per_patient=(1, 2),
-                pair_variation: str = "realistic"):
+                pair_variation: str = "realistic", artefacts: bool = False):
     """All images of one patient in memory: (plan, [[RenderedImage x4] per study])."""
     plan = plan_patient(seed, index, layout, image_size, lesion_fraction, studies_per_patient,
-                        pair_variation)
+                        pair_variation, artefacts)
     return plan, [[render_image(plan, k, lat, view) for lat, view in IMAGE_ORDER]
                   for k in range(len(plan.studies))]

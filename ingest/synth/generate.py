@@ -21,10 +21,12 @@ def default_workers() -> int:
 
 def _patient_job(job: tuple) -> dict:
     """Render and write one patient (runs in a worker process)."""
-    layout_name, out, seed, index, image_size, lesion_fraction, studies, want_thumbs, variation = job
+    (layout_name, out, seed, index, image_size, lesion_fraction, studies, want_thumbs, variation,
+     with_artefacts) = job
     out = Path(out)
     layout = LAYOUTS[layout_name]
-    plan = plan_patient(seed, index, layout_name, image_size, lesion_fraction, studies, variation)
+    plan = plan_patient(seed, index, layout_name, image_size, lesion_fraction, studies, variation,
+                        with_artefacts)
     ids = layout.ids(plan)
     images, thumbs = [], []
     for k in range(len(plan.studies)):
@@ -76,7 +78,8 @@ def _pick_preview(seed, patients, layout, image_size, lesion_fraction, studies, 
 
 def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int = 0, image_size=None,
              lesion_fraction: float = 0.3, workers: int = 1, studies_per_patient=(1, 2),
-             progress: bool = True, preview=None, pair_variation: str = "realistic") -> dict:
+             progress: bool = True, preview=None, pair_variation: str = "realistic",
+             artefacts: bool = False) -> dict:
     """Write ``patients`` synthetic patients in ``layout`` under ``out``; returns a summary.
 
     image_size: None for detector sizes (3328x2560 or 2294x1914), or (rows, cols).
@@ -86,6 +89,10 @@ def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int =
     pattern) or "positioning-only" (the right breast is the left one mirrored; the two images
     differ only by their positioning and detector noise, and a lesion if any); see
     ``exam.PAIR_VARIATIONS``.
+    artefacts: some images get what real archives carry around the breast (film edges and
+    scanner strips for CBIS-DDSM, collimation edges for the digital layouts, markers, rulers,
+    text) and the two sides differ more in size and compression (``synth.artefacts``); each
+    image's ground truth lists them under "artefacts" (kinds and boxes).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
@@ -108,7 +115,7 @@ def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int =
     size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
     show = _pick_preview(seed, patients, layout, size, lesion_fraction, (lo, hi)) if preview else set()
     jobs = [(layout, str(out), int(seed), i, size, float(lesion_fraction), (lo, hi), i in show,
-             pair_variation) for i in range(int(patients))]
+             pair_variation, bool(artefacts)) for i in range(int(patients))]
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), desc=f"synth {layout}", unit="patient", disable=not progress)
     results = []
@@ -130,6 +137,7 @@ def generate(layout: str = "vindr", patients: int = 10, out="synth", seed: int =
           "studies_per_patient": [lo, hi],
           # Recorded only when not the default, so that default outputs keep their bytes.
           **({"pair_variation": pair_variation} if pair_variation != "realistic" else {}),
+          **({"artefacts": True} if artefacts else {}),
           "box_format": "[xmin, ymin, xmax, ymax], max exclusive",
           "images": [{k: v for k, v in im.items() if k not in GT_DROP} for im in images]}
     atomic_write_json(out / "ground_truth.json", gt)

@@ -19,6 +19,11 @@ def _text_mask(text: str, height: int) -> np.ndarray:
     return np.asarray(canvas) > 127
 
 
+def text_mask(text: str, height: int) -> np.ndarray:
+    """Boolean glyphs of ``text`` about ``height`` pixels high (cached)."""
+    return _text_mask(text, int(height))
+
+
 def burn_label(text: str, shape: tuple[int, int], chest_wall_left: bool) -> np.ndarray:
     """Boolean mask of ``text`` in the top corner opposite the chest wall."""
     rows, cols = shape
