@@ -2,6 +2,8 @@
 
 The pipeline is a chain of small pure functions (see docs/ingest-pixels.md for the policies):
 
+0. ``ingest.decode.stored_pixels``: the stored values; JPEG 2000 at a reduced resolution when
+   the grid needs no more (``reduced_decode``), the geometry staying in the source's pixels;
 1. ``modality_values``: stored values → modality values (pydicom ``apply_modality_lut``);
 2. ``voi_values``: the VOI policy (``"auto"``: the window or VOI LUT of the file, SIGMOID included;
    ``"none"``: modality values scaled by ``2**BitsStored - 1``);
@@ -324,6 +326,13 @@ def crop_box(mask_small: np.ndarray, source_shape: tuple[int, int], crop: str,
             min(h, int(np.ceil(y1 * fy + my))), min(w, int(np.ceil(x1 * fx + mx))))
 
 
+def mask_shape(source_hw: tuple[int, int]) -> tuple[int, int]:
+    """Size of the reduced copy the breast mask is found on (longest side ``MASK_SIDE``)."""
+    h, w = source_hw
+    f = max(1.0, max(h, w) / MASK_SIDE)
+    return (max(1, int(round(h / f))), max(1, int(round(w / f))))
+
+
 def fit_shape(box_hw: tuple[int, int], out_shape: tuple[int, int]) -> tuple[int, int]:
     """Size of the box resized into ``out_shape`` with its aspect ratio kept."""
     bh, bw = box_hw
@@ -348,20 +357,26 @@ def stretch_to_uint16(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def normalize_array(unit: np.ndarray, padding: np.ndarray | None = None, *,
-                    out_shape=OUT_SHAPE, crop: str = NormalizeParams.crop) -> NormalizedImage:
+                    out_shape=OUT_SHAPE, crop: str = NormalizeParams.crop,
+                    source_shape=None) -> NormalizedImage:
     """Normalise a float image in [0, 1] with the breast bright (any orientation).
 
     Used by ``normalize_dataset`` after the DICOM steps, and directly for non-DICOM sources.
+    ``source_shape`` (default ``unit.shape``): the size of the image ``unit`` is a reduced
+    decode of (``ingest.decode``); the geometry (crop box, scale, box map) is then in the
+    source's pixels, as if the source had been decoded in full.
     """
     unit = np.asarray(unit, dtype=np.float32)
     if unit.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {unit.shape}")
-    h, w = unit.shape
+    h, w = unit.shape if source_shape is None else (int(v) for v in source_shape)
+    # Source pixels -> pixels of ``unit`` (1 unless decoded at a reduced resolution).
+    ry, rx = unit.shape[0] / h, unit.shape[1] / w
     if padding is None:
         padding = np.zeros(unit.shape, dtype=bool)
     # The mask is found on a reduced copy: ~50x cheaper and smoother than at full size.
+    small_hw = mask_shape((h, w))
     f = max(1.0, max(h, w) / MASK_SIDE)
-    small_hw = (max(1, int(round(h / f))), max(1, int(round(w / f))))
     small = resize_float(unit, small_hw)
     small_pad = np.asarray(Image.fromarray(padding.view(np.uint8) * np.uint8(255)).resize(
         (small_hw[1], small_hw[0]), Image.Resampling.BILINEAR)) > 127
@@ -376,7 +391,9 @@ def normalize_array(unit: np.ndarray, padding: np.ndarray | None = None, *,
 
     box = crop_box(mask_small, (h, w), crop)
     rh, rw = fit_shape((box[2] - box[0], box[3] - box[1]), out_shape)
-    values = resize_float(unit, (rh, rw), box=box)
+    unit_box = box if (ry, rx) == (1.0, 1.0) else (
+        box[0] * ry, box[1] * rx, box[2] * ry, box[3] * rx)
+    values = resize_float(unit, (rh, rw), box=unit_box)
     fy, fx = small_hw[0] / h, small_hw[1] / w
     small_box = (box[0] * fy, box[1] * fx, box[2] * fy, box[3] * fx)
     mask = resize_float(mask_small.astype(np.float32), (rh, rw), box=small_box) > 0.5
@@ -393,12 +410,21 @@ def normalize_array(unit: np.ndarray, padding: np.ndarray | None = None, *,
 
 
 def normalize_dataset(ds, *, out_shape=OUT_SHAPE, voi: str = NormalizeParams.voi,
-                      crop: str = NormalizeParams.crop) -> NormalizedImage:
+                      crop: str = NormalizeParams.crop,
+                      reduced_decode: bool = NormalizeParams.reduced_decode,
+                      stored: np.ndarray | None = None) -> NormalizedImage:
     """A pydicom Dataset → ``NormalizedImage`` (see the module docstring for the steps).
 
-    ``voi`` and ``crop`` are the fields of ``ingest.params.NormalizeParams``, whose defaults
-    they take (so the cache key follows them)."""
-    stored = ds.pixel_array
+    ``voi``, ``crop`` and ``reduced_decode`` are the fields of ``ingest.params.NormalizeParams``,
+    whose defaults they take (so the cache key follows them). ``stored``: the pixels
+    ``ingest.decode.stored_pixels`` gave with the same settings (default: decoded here); a
+    reduced JPEG 2000 decode keeps the geometry in the source's ``Rows`` x ``Columns``."""
+    if stored is None:
+        from ingest.decode import stored_pixels
+
+        stored = stored_pixels(ds, out_shape, crop=crop, reduced_decode=reduced_decode)
     padding = padding_mask(stored, ds)
     unit = unit_values(ds, stored, padding, voi)
-    return normalize_array(unit, padding, out_shape=out_shape, crop=crop)
+    source = (int(ds.Rows), int(ds.Columns)) if "Rows" in ds else stored.shape
+    return normalize_array(unit, padding, out_shape=out_shape, crop=crop,
+                           source_shape=None if source == stored.shape else source)

@@ -42,7 +42,7 @@ def prepare_pair(pair: ExamPair, cache: PairCache, params: PairParams,
     """
     import pydicom
 
-    from ingest import normalize, register
+    from ingest import decode, normalize, register
 
     clock = report_mod.StageClock()
     result = {"pair_id": pair.pair_id, "patient": pair.patient, "entry": None, **clock.result()}
@@ -61,7 +61,9 @@ def prepare_pair(pair: ExamPair, cache: PairCache, params: PairParams,
         t = clock.start()
         try:
             ds = pydicom.dcmread(img.path)
-            ds.pixel_array  # decode now (cached on ds), so decode and normalise are timed apart
+            # Decoded here, so decode and normalise are timed apart (JPEG 2000 maybe reduced).
+            stored = decode.stored_pixels(ds, tuple(params.out_shape), crop=params.normalize.crop,
+                                          reduced_decode=params.normalize.reduced_decode)
         except Exception as exc:  # noqa: BLE001 - a bad file is reported, not raised
             return {**result, "status": "failed", "reason": "unreadable", "item": img.path,
                     "detail": f"{type(exc).__name__}: {exc}"}
@@ -69,13 +71,13 @@ def prepare_pair(pair: ExamPair, cache: PairCache, params: PairParams,
         t = clock.start()
         try:
             norm[side] = normalize.normalize_dataset(ds, out_shape=tuple(params.out_shape),
-                                                     **asdict(params.normalize))
+                                                     stored=stored, **asdict(params.normalize))
         except Exception as exc:  # noqa: BLE001
             return {**result, "status": "failed", "reason": "normalisation failed", "item": img.path,
                     "detail": f"{type(exc).__name__}: {exc}"}
         clock.add("normalise", t)
         images[side] = img
-        del ds
+        del ds, stored
 
     fixed = register.choose_fixed(bool(pair.left.rois), bool(pair.right.rois),
                                   _roi_area(pair.left), _roi_area(pair.right))

@@ -21,6 +21,8 @@ class NormalizeParams:
 
     voi: str = "auto"       # "auto": the file's window or VOI LUT; "none": modality values
     crop: str = "none"      # "none": the whole image; "breast": the breast's bounding box
+    # JPEG 2000 decoded at the smallest wavelet level still covering the grid (ingest.decode)
+    reduced_decode: bool = True
 
 
 @dataclass(frozen=True)
