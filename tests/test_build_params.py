@@ -12,7 +12,7 @@ from ingest.params import NormalizeParams, PairParams, QualityParams, RegisterPa
 
 def test_normalize_defaults_come_from_normalize_params():
     params = inspect.signature(normalize.normalize_dataset).parameters
-    got = {name: params[name].default for name in ("voi", "crop")}
+    got = {name: params[name].default for name in dataclasses.asdict(NormalizeParams())}
     assert got == dataclasses.asdict(NormalizeParams())
     assert params["out_shape"].default == PairParams().out_shape
 
