@@ -44,3 +44,25 @@ def test_two_ranks_read_disjoint_samples_and_share_the_mixture(tmp_path):
     assert ranks[0]["saved_step"] == 6
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "train"] == list(range(1, 7))
+
+
+def test_the_baselines_train_on_two_ranks(tmp_path):
+    """``train simclr`` and ``train byol`` under torchrun: every rank takes the same steps over
+    its half of the patches (SimCLR's negatives gathered from both ranks, BYOL's target updated
+    on each), and rank 0 writes the run."""
+    root = split_set(tmp_path / "shards")            # 48 training patches, 16 validation
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    for method in ("simclr", "byol"):
+        out = tmp_path / method
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+               "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), "-m", "train.cli", method, "--shards", root,
+               "--out", str(out), "--encoder", "tiny", "--size", "16", "--batch-size", "4",
+               "--epochs", "1", "--workers", "0", "--device", "cpu", "--head-hidden", "16",
+               "--head-out", "8", "--no-progress"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["world_size"] == 2 and summary["steps"] == 6   # 24 patches / 4 a step
+        assert summary["best"]["val_loss"] is not None
