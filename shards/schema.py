@@ -27,7 +27,7 @@ from shards import codecs
 FORMAT_VERSION = 1
 PIXEL_FORMATS = tuple(codecs.CODECS)
 EXTENSIONS = {name: c.ext for name, c in codecs.CODECS.items()}
-DEFAULT_FORMAT = codecs.DEFAULT_FORMAT
+DEFAULT_FORMAT = codecs.DEFAULT_FORMAT   # what the build commands write unless told
 SPLITS = ("train", "val", "test")
 KINDS = ("pair", "patch")
 PAIR_SIDES = ("left", "right")
@@ -204,7 +204,7 @@ def decode_raw16(data: bytes, shape: tuple[int, int]) -> np.ndarray:
 
 
 def encode_pair(key: str, left: np.ndarray, right: np.ndarray, meta: dict,
-                fmt: str = DEFAULT_FORMAT) -> dict:
+                fmt: str = "png") -> dict:
     fields = image_fields("pair", fmt)
     _check_key(key)
     meta = {**meta, "kind": "pair"}
@@ -225,7 +225,7 @@ def decode_pair(sample: dict, where: str = "", size: int | None = None) -> PairS
     return PairSample(key, left, right, meta)
 
 
-def encode_patch(key: str, image: np.ndarray, meta: dict, fmt: str = DEFAULT_FORMAT) -> dict:
+def encode_patch(key: str, image: np.ndarray, meta: dict, fmt: str = "png") -> dict:
     (field,) = image_fields("patch", fmt)
     _check_key(key)
     meta = {**meta, "kind": "patch"}
