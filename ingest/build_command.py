@@ -8,7 +8,7 @@ import sys
 
 from ingest.config import BuildConfig
 from ingest.params import QualityParams, RegisterParams
-from shards import cmdline
+from shards import cmdline, codecs
 from shards.cmdline import UsageError, fraction, positive_int
 
 DATASETS = ("synthetic", "vindr", "optimam", "dicom", "cbis-ddsm", "rsna")
@@ -77,8 +77,10 @@ def _common(p) -> None:
     out.add_argument("--size", type=positive_int, default=BuildConfig.size,
                      help=f"patch side in pixels (the paper's: 96 or 256; default {BuildConfig.size})")
     out.add_argument("--stride", type=positive_int, help="grid stride (default: --size)")
-    out.add_argument("--format", dest="fmt", choices=("png", "raw"), default=BuildConfig.fmt,
-                     help=f"pixel encoding: 16-bit PNG or raw uint16 (default {BuildConfig.fmt})")
+    out.add_argument("--format", dest="fmt", choices=tuple(codecs.CODECS), default=BuildConfig.fmt,
+                     help="pixel encoding, lossless: 16-bit PNG, raw uint16, HTJ2K (JPEG 2000 "
+                          "with HT code-blocks, GPU-decodable by DALI) or blosc2 (bit-shuffle "
+                          f"+ zstd, fastest on the CPU); docs/shards.md (default {BuildConfig.fmt})")
     out.add_argument("--seed", type=int, default=BuildConfig.seed,
                      help=f"split and shuffle seed (default {BuildConfig.seed})")
     out.add_argument("--shard-size", type=positive_int, default=BuildConfig.shard_size,

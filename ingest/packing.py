@@ -182,14 +182,15 @@ def read_tiles(cache: PairCache, rows: list[dict], size: int) -> list[np.ndarray
     return tiles
 
 
-def write_shard_task(plan: dict, cache: PairCache, out: str, size: int, fmt: str = "png") -> dict:
+def write_shard_task(plan: dict, cache: PairCache, out: str, size: int,
+                     fmt: str | None = None) -> dict:
     """Read the plan's tiles from the cache, encode them as pair samples and write one shard."""
     from shards import schema
 
     def encode(row, pair, attrs):
         meta = pair_meta(row, attrs, size, plan["split"])
         key = schema.make_key(row["pair_id"], int(row["row"]), int(row["col"]))
-        return schema.encode_pair(key, pair[0], pair[1], meta, fmt=fmt)
+        return schema.encode_pair(key, pair[0], pair[1], meta, fmt=fmt or schema.DEFAULT_FORMAT)
 
     return _write_planned_shard(plan, cache, out, size, encode)
 
@@ -367,7 +368,7 @@ def patch_plan(found, seed: int):
 
 
 def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, task: str,
-                           fmt: str = "png") -> dict:
+                           fmt: str | None = None) -> dict:
     """Read the plan's labelled patches from the cache, encode them and write one shard."""
     from shards import schema
 
@@ -379,6 +380,7 @@ def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, ta
             dataset=attrs.dataset, patient=attrs.patient, study=attrs.study,
             view=attrs.view, side=row["side"], roi_side=row["roi_side"], roi=int(row["roi"]),
             source=attrs.source[row["side"]])
-        return schema.encode_patch(patch_key(row), np.ascontiguousarray(image), meta, fmt=fmt)
+        return schema.encode_patch(patch_key(row), np.ascontiguousarray(image), meta,
+                                   fmt=fmt or schema.DEFAULT_FORMAT)
 
     return _write_planned_shard(plan, cache, out, size, encode)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shards.codecs import DEFAULT_FORMAT
+
 
 @dataclass(frozen=True)
 class NormalizeParams:
@@ -83,7 +85,7 @@ class TileParams:
 class ShardParams:
     """How the shards are cut and encoded."""
 
-    format: str = "png"         # "png" (16-bit grayscale) or "raw" (little-endian uint16)
+    format: str = DEFAULT_FORMAT   # a name in shards.codecs.CODECS
     seed: int = 0               # seed of the splits and of the shuffle
     shard_size: int = 1000      # samples per shard
 

@@ -5,8 +5,9 @@
 * naive baseline: one PNG file per patch on disk (exported once into a temporary folder), PIL and
   torchvision transforms v2 per sample, a DataLoader with the same worker count;
 * decode-only bound: the same stored image bytes decoded in tight loops by as many processes as
-  the backends have workers / DALI threads (the same parallelism), no augmentation (PNG with the
-  schema's decoder, raw with ``np.frombuffer``);
+  the backends have workers / DALI threads (the same parallelism), no augmentation, with the
+  schema's decoder; and the same images re-encoded in every registered pixel format: each
+  format's bytes per example, single-process decode time and decode-only bound;
 * read-only bound: the tar files read from first to last byte.
 
 Every figure is the median of ``repeats`` runs. Ratios are printed against each baseline.
@@ -176,10 +177,7 @@ def _decode_loop(images: list[bytes], fmt: str, size: int, seconds: float) -> tu
     n, start, cpu0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         for data in images:
-            if fmt == "png":
-                schema.decode_png16(data)
-            else:
-                schema.decode_raw16(data, (size, size))
+            schema.decode_image(data, fmt, size)
         n += len(images)
     return n, time.perf_counter() - start, time.process_time() - cpu0
 
@@ -203,6 +201,25 @@ def decode_bound(images: list[bytes], fmt: str, size: int, seconds: float,
     n = sum(r[0] for r in runs)
     return {"per_s": sum(r[0] / r[1] for r in runs),
             "cpu_ms": 1000.0 * sum(r[2] for r in runs) / max(1, n)}
+
+
+def format_bounds(images: list[bytes], fmt: str, size: int, seconds: float, processes: int,
+                  patches: int) -> dict:
+    """Every registered pixel format on the same images (re-encoded from ``fmt``): stored
+    bytes per example (the images' own bytes, without the tar's headers), single-process
+    decode µs per image, and the decode-only bound of ``processes`` processes in examples/s."""
+    from shards import codecs
+
+    pixels = [schema.decode_image(data, fmt, size) for data in images]
+    out = {}
+    for name in codecs.CODECS:
+        encoded = [schema.encode_image(image, name) for image in pixels]
+        one = decode_bound(encoded, name, size, seconds / 2, processes=1)
+        many = decode_bound(encoded, name, size, seconds / 2, processes=processes)
+        out[name] = {"bytes_per_example": patches * sum(map(len, encoded)) / len(encoded),
+                     "decode_us_per_image": 1000.0 * one["cpu_ms"],
+                     "decode_bound_examples_per_s": many["per_s"] / patches}
+    return out
 
 
 def read_bound(shard_set, seconds: float) -> float:
@@ -392,6 +409,15 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
         f"(tar bytes only)")
     log(f"naive  {med['naive']:10.0f} {mode} examples/s  {'':11s}"
         f"{med['naive_cpu_ms']:6.3f} CPU ms/example  (PNG files, PIL + transforms v2 per sample)")
+    result["formats"] = format_bounds(images, fmt, size, min(seconds, 2.0), max(1, workers),
+                                      patches)
+    raw_bytes = result["formats"]["raw"]["bytes_per_example"]
+    for name, f in result["formats"].items():
+        log(f"format {name:7s} {f['bytes_per_example']:9.0f} bytes/example "
+            f"({f['bytes_per_example'] / raw_bytes:.3f} of raw)  "
+            f"decode {f['decode_us_per_image']:7.1f} µs/image (1 process), "
+            f"bound {f['decode_bound_examples_per_s']:9.0f} {mode} examples/s "
+            f"({max(1, workers)} processes, no augmentation)")
     best = max(backends, key=lambda b: med[b])
     result["best_backend"] = best
     result["ratios"] = {
@@ -442,8 +468,12 @@ def _steady(run_: dict) -> float:
 
 
 def make_shards(out: str, *, pairs: int = 3000, size: int = 96, per_shard: int = 500,
-                formats=("png", "raw"), seed: int = 0, log=print) -> dict:
-    """Tissue-like benchmark shard sets ``out/png`` and ``out/raw`` (same pixels)."""
+                formats=None, seed: int = 0, log=print) -> dict:
+    """Tissue-like benchmark shard sets ``out/<format>``, one per registered pixel format
+    (default) or per name in ``formats``, all of the same pixels."""
+    from shards import codecs
+
+    formats = tuple(codecs.CODECS) if formats is None else tuple(formats)
     from loaders import synthetic
 
     counts = [per_shard] * (pairs // per_shard) + ([pairs % per_shard] if pairs % per_shard else [])

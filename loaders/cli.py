@@ -7,6 +7,8 @@ import sys
 from shards import cmdline, publish
 from shards.cmdline import Parser, UsageError, run_main
 
+CPU_BATCH, GPU_BATCH = 64, 256   # loaders bench --batch-size defaults
+
 
 def _bench(args) -> int:
     from loaders import bench
@@ -27,11 +29,13 @@ def _bench(args) -> int:
     # benchmarked set's patch size (AugmentSpec's size=None)
     size = args.out_size
     spec = AugmentSpec.identity(size) if args.no_augment else AugmentSpec(size=size)
+    device = _device(args.device)
+    batch_size = args.batch_size or (GPU_BATCH if device is not None else CPU_BATCH)
     result = bench.run(args.shards, mode=args.mode, backends=backends,
-                       batch_size=args.batch_size, seconds=args.seconds,
+                       batch_size=batch_size, seconds=args.seconds,
                        workers=args.workers, repeats=args.repeats, spec=spec,
                        cache_dir=args.cache_dir, compare=args.compare_shards,
-                       endpoint=args.endpoint_url, device=_device(args.device))
+                       endpoint=args.endpoint_url, device=device)
     if args.json:
         with publish.atomic_open(args.json, "w", fsync=False, fsync_dir=False) as f:
             json.dump(result, f, indent=1)
@@ -45,7 +49,9 @@ def build_parser() -> Parser:
     cmdline.add_shard_set(b, "--shards")
     b.add_argument("--mode", choices=("pairs", "ssl", "labelled"), default="pairs")
     b.add_argument("--backend", choices=("dali", "torch", "both"), default="both")
-    b.add_argument("--batch-size", type=cmdline.positive_int, default=64)
+    b.add_argument("--batch-size", type=cmdline.positive_int, default=None,
+                   help=f"default {CPU_BATCH} on the CPU, {GPU_BATCH} when batches go to a GPU "
+                        "(a GPU's augmentation needs larger batches to keep it busy)")
     b.add_argument("--seconds", type=float, default=5.0, help="timed seconds per run")
     b.add_argument("--repeats", type=cmdline.positive_int, default=3)
     cmdline.add_workers(b, 2, "DataLoader workers / DALI threads (default 2)")
@@ -63,7 +69,8 @@ def build_parser() -> Parser:
     cmdline.add_endpoint_url(b)
     b.add_argument("--json", default=None, help="write the figures to this JSON file")
     b.add_argument("--make-shards", metavar="DIR", default=None,
-                   help="first write tissue-like benchmark sets DIR/png and DIR/raw")
+                   help="first write tissue-like benchmark sets DIR/<format>, one per pixel "
+                        "format (docs/shards.md), of the same pixels")
     b.add_argument("--pairs", type=cmdline.positive_int, default=3000)
     b.add_argument("--size", type=cmdline.positive_int, default=96,
                    help="patch side of the sets --make-shards writes")

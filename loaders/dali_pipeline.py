@@ -24,8 +24,10 @@ ssl mode reads pairs and returns both patches of each pair (``B/2`` pairs per ba
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
+import os
 
 import numpy as np
 import torch
@@ -35,7 +37,7 @@ from loaders.epochs import rank_range, shard_order
 from loaders.metadata import BatchMeta
 from loaders.modes import KINDS
 from loaders.sources import cached
-from shards import openers, samples, schema
+from shards import codecs, openers, samples, schema
 from shards.shardset import ShardSet
 
 READER = "reader"
@@ -98,6 +100,35 @@ def _log_uniform(lo: float, hi: float):
     return types.Constant(np.float32(lo))
 
 
+def decode_dali(data, codec, size_in: int, device_id):
+    """One image field -> HWC uint16 pixels, on the GPU when there is one.
+
+    ``codec.dali`` says how: ``"image"``: nvImageCodec's decoder, ``device="mixed"`` (the GPU)
+    for a codec it decodes there (HTJ2K: nvJPEG2000), else on the CPU; ``"pixels"``: the reader
+    already delivered the uint16 pixels; ``"python"``: the codec's own CPU decoder
+    (``fn.python_function``, one call per sample on DALI's Python thread)."""
+    from nvidia.dali import fn, types
+
+    if codec.dali == "image":
+        on_gpu = codec.gpu and device_id is not None
+        # DALI's CPU JPEG 2000 path (OpenCV's OpenJPEG) warns once per image that a grayscale
+        # codestream has no colour space; the pixels are exact, the warnings only noise
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        img = fn.decoders.image(data, device="mixed" if on_gpu else "cpu",
+                                output_type=types.GRAY, dtype=types.UINT16)
+        return img if on_gpu or device_id is None else img.gpu()
+    if codec.dali == "pixels":
+        img = fn.reshape(data, shape=[size_in, size_in, 1])
+    else:
+        img = fn.python_function(data, function=functools.partial(_python_decode, codec.decode,
+                                                                  size_in))
+    return img.gpu() if device_id is not None else img
+
+
+def _python_decode(decode, size_in: int, data: np.ndarray) -> np.ndarray:
+    return decode(data.tobytes(), size_in)[:, :, None]
+
+
 def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top: float,
                    spec: AugmentSpec | ViewSpecs, batch_size: int, shard_id: int,
                    num_shards: int, seed: int, shuffle_buffer: int, device_id, num_threads: int):
@@ -105,9 +136,10 @@ def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top
     from nvidia.dali import fn, pipeline_def, types
 
     fields = schema.image_fields(KINDS[mode], fmt)
+    codec = codecs.codec(fmt)
     exts = list(fields) + [schema.META_FIELD]
-    # raw images arrive as their uint16 pixels, PNG (and the JSON) as encoded bytes
-    dtypes = [types.UINT16 if fmt == "raw" else types.UINT8] * len(fields) + [types.UINT8]
+    # raw images arrive as their uint16 pixels, encoded ones (and the JSON) as bytes
+    dtypes = [types.UINT16 if codec.dali == "pixels" else types.UINT8] * len(fields) + [types.UINT8]
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
                   prefetch_queue_depth=2)
@@ -118,14 +150,7 @@ def build_pipeline(paths, index_paths, *, mode: str, fmt: str, size_in: int, top
             pad_last_batch=True, stick_to_shard=True, random_shuffle=shuffle_buffer > 1,
             initial_fill=max(1, shuffle_buffer), seed=seed, name=READER)
         *encoded, meta = outs
-        images = []
-        for data in encoded:
-            if fmt == "png":
-                img = fn.decoders.image(data, device="cpu", output_type=types.GRAY,
-                                        dtype=types.UINT16)
-            else:
-                img = fn.reshape(data, shape=[size_in, size_in, 1])
-            images.append(img.gpu() if device_id is not None else img)
+        images = [decode_dali(data, codec, size_in, device_id) for data in encoded]
         meta = fn.pad(meta, fill_value=32, axes=(0,))   # JSON allows trailing blanks
         # "<tar>:<offset>:<key>.<ext>": the sample's key, which DALI does not return otherwise
         source = fn.pad(fn.get_property(encoded[0], key="source_info"), fill_value=0, axes=(0,))

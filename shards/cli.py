@@ -1,10 +1,10 @@
-"""The ``shards`` command: ``verify``, ``stats``, ``ls``, ``upload`` over a shard set, and
-``bench`` (``shards/bench.py``)."""
+"""The ``shards`` command: ``verify``, ``stats``, ``ls``, ``upload`` over a shard set,
+``convert`` (``shards/convert.py``) and ``bench`` (``shards/bench.py``)."""
 from __future__ import annotations
 
 import sys
 
-from shards import cmdline
+from shards import cmdline, codecs
 from shards.cmdline import Parser, run_main
 
 
@@ -86,6 +86,14 @@ def _upload(args) -> int:
     return 0 if report.ok else 1
 
 
+def _convert(args) -> int:
+    from shards import convert
+
+    convert.convert(args.root, args.format, args.out, workers=args.workers,
+                    endpoint=args.endpoint_url)
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="shards", description="Inspect, check and publish WebDataset shard sets.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -122,6 +130,16 @@ def build_parser() -> Parser:
     cmdline.add_quiet(p)
     cmdline.add_endpoint_url(p)
     p.set_defaults(func=_upload)
+
+    p = sub.add_parser("convert", help="the same shard set in another pixel format "
+                                       "(every pixel checked equal)")
+    cmdline.add_shard_set(p)
+    p.add_argument("--format", required=True, choices=tuple(codecs.CODECS),
+                   help="the new pixel format (docs/shards.md)")
+    p.add_argument("--out", required=True, help="new local folder for the converted set")
+    cmdline.add_workers(p, 2, "shards converted at once (default 2)")
+    cmdline.add_endpoint_url(p)
+    p.set_defaults(func=_convert)
 
     cmdline.add_delegate(sub, "bench", "shards.bench",
                          "write and stream-read throughput, bytes per pair (benchmark)")

@@ -1,32 +1,33 @@
 """The sample schema: the one place that encodes and decodes a shard sample.
 
 A sample is a webdataset dict ``{"__key__": str, "<field>": bytes}``. Pixels are uint16 from end to
-end: 16-bit grayscale PNG by default, or raw little-endian uint16 (``fmt="raw"``) whose shape comes
-from the metadata. WebDataset's own image decoders squash 16 bits to 8, so readers decode here.
+end, stored in one of the pixel formats of ``codecs.CODECS`` (``fmt``: 16-bit grayscale PNG, raw
+little-endian uint16, lossless HTJ2K, blosc2), whose shape comes from the metadata. WebDataset's
+own image decoders squash 16 bits to 8, so readers decode here.
 
 Two kinds of sample:
 
 * ``pair``: ``left.<ext>``, ``right.<ext>`` and ``json`` (metadata built by ``pair_meta``);
 * ``patch``: ``<ext>`` and ``json`` (metadata built by ``patch_meta``);
 
-where ``<ext>`` is ``png`` or ``u16`` (``EXTENSIONS``); ``image_fields`` names them. Readers decode
+where ``<ext>`` is the format's extension (``EXTENSIONS``); ``image_fields`` names them. Readers decode
 one sample with ``decode`` (or ``decode_pair`` / ``decode_patch``) and a batch of them straight
 into one array with ``decode_batch``.
 """
 from __future__ import annotations
 
-import io
 import json
 import re
-import struct
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+
+from shards import codecs
 
 FORMAT_VERSION = 1
-PIXEL_FORMATS = ("png", "raw")
-EXTENSIONS = {"png": "png", "raw": "u16"}
+PIXEL_FORMATS = tuple(codecs.CODECS)
+EXTENSIONS = {name: c.ext for name, c in codecs.CODECS.items()}
+DEFAULT_FORMAT = codecs.DEFAULT_FORMAT   # what the build commands write unless told
 SPLITS = ("train", "val", "test")
 KINDS = ("pair", "patch")
 PAIR_SIDES = ("left", "right")
@@ -42,9 +43,10 @@ PATCH_REQUIRED = ("kind", "size", "bits", "task", "label", "split")
 _REQUIRED = {"pair": PAIR_REQUIRED, "patch": PATCH_REQUIRED}
 
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-# PNG compression: level 1 is several times faster to write than 6 and only a few percent larger
-# on noisy 16-bit tissue; reading speed does not depend on it.
-PNG_COMPRESS_LEVEL = 1
+PNG_COMPRESS_LEVEL = codecs.PNG_COMPRESS_LEVEL
+PNG_SIGNATURE = codecs.PNG_SIGNATURE
+PNG_GRAY = codecs.PNG_GRAY
+png_header = codecs.png_header
 
 
 class SchemaError(ValueError):
@@ -151,74 +153,65 @@ def make_key(*parts) -> str:
     return key
 
 
+def _codec(fmt: str) -> codecs.Codec:
+    try:
+        return codecs.codec(fmt)
+    except codecs.CodecError as exc:
+        raise SchemaError(str(exc)) from None
+
+
+def encode_image(image: np.ndarray, fmt: str) -> bytes:
+    """One uint16 image in pixel format ``fmt`` (a name in ``codecs.CODECS``)."""
+    return _codec(fmt).encode(_check_uint16_2d(image, "image"))
+
+
+def decode_image(data, fmt: str, size: int) -> np.ndarray:
+    """One stored image of pixel format ``fmt`` as a ``size`` x ``size`` uint16 array; the
+    header is checked against ``size`` first and any decoder error becomes a ``SchemaError``."""
+    try:
+        return _codec(fmt).decode(data, int(size))
+    except codecs.CodecError as exc:
+        raise SchemaError(str(exc)) from None
+
+
+# the first formats' own names, kept for their callers
 def encode_png16(image: np.ndarray) -> bytes:
-    image = _check_uint16_2d(image, "image")
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_GRAY = 0     # IHDR colour type of grayscale without alpha
-
-
-def png_header(data) -> tuple[int, int, int, int]:
-    """``(width, height, bit depth, colour type)`` from a PNG's IHDR chunk, read without
-    decoding anything (the header is the first 33 bytes)."""
-    head = bytes(data[:33])
-    if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
-        raise SchemaError("undecodable PNG: no PNG signature and IHDR header")
-    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
-    return width, height, depth, colour
+    return encode_image(image, "png")
 
 
 def check_png_header(data, size: int | None) -> None:
-    """Refuse a PNG whose header is not 16-bit grayscale of ``size`` x ``size`` before any pixel
-    is decoded: a header claiming 60000 x 60000, or a small zlib stream that inflates to
-    9000 x 9000, must cost nothing."""
-    width, height, depth, colour = png_header(data)
-    if depth != 16 or colour != PNG_GRAY:
-        raise SchemaError(f"PNG header says bit depth {depth}, colour type {colour}; expected "
-                          f"16-bit grayscale (16, {PNG_GRAY})")
-    if size is not None and (width, height) != (int(size), int(size)):
-        raise SchemaError(f"PNG header says {width}x{height}, metadata says size {size}")
+    try:
+        codecs.check_png_header(data, size)
+    except codecs.CodecError as exc:
+        raise SchemaError(str(exc)) from None
 
 
 def decode_png16(data: bytes, size: int | None = None) -> np.ndarray:
-    """A 16-bit grayscale PNG as uint16; the header is checked first (against ``size`` when
-    given) and any decoder error becomes a ``SchemaError``."""
-    check_png_header(data, size)
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.mode not in ("I;16", "I;16B", "I;16L"):
-                raise SchemaError(f"PNG is {img.mode}, expected 16-bit grayscale")
-            return np.asarray(img, dtype=np.uint16)
-    except SchemaError:
-        raise
-    except Exception as exc:   # noqa: BLE001 - Pillow raises many kinds (OSError, ValueError,
-        # DecompressionBombError, SyntaxError, zlib.error...): all mean unreadable bytes
-        raise SchemaError(f"undecodable PNG ({type(exc).__name__}: {exc})") from None
+        return codecs.decode_png(data, size)
+    except codecs.CodecError as exc:
+        raise SchemaError(str(exc)) from None
 
 
 def encode_raw16(image: np.ndarray) -> bytes:
-    return _check_uint16_2d(image, "image").astype("<u2", copy=False).tobytes()
+    return encode_image(image, "raw")
 
 
 def decode_raw16(data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    expected = int(shape[0]) * int(shape[1]) * 2
-    if len(data) != expected:
-        raise SchemaError(f"raw patch has {len(data)} bytes, expected {expected} for {shape}")
-    return np.frombuffer(data, dtype="<u2").reshape(shape).astype(np.uint16, copy=False)
+    if int(shape[0]) != int(shape[1]):
+        raise SchemaError(f"raw patches are square, not {shape}")
+    return decode_image(data, "raw", int(shape[0]))
 
 
-def encode_pair(key: str, left: np.ndarray, right: np.ndarray, meta: dict, fmt: str = "png") -> dict:
+def encode_pair(key: str, left: np.ndarray, right: np.ndarray, meta: dict,
+                fmt: str = "png") -> dict:
     fields = image_fields("pair", fmt)
     _check_key(key)
     meta = {**meta, "kind": "pair"}
     _check_fields(meta, PAIR_REQUIRED, key)
     for side, image in zip(PAIR_SIDES, (left, right)):
         _check_shape(_check_uint16_2d(image, side), meta["size"], key, side)
-    encode = encode_png16 if fmt == "png" else encode_raw16
+    encode = _codec(fmt).encode
     return {"__key__": key, fields[0]: encode(left), fields[1]: encode(right),
             META_FIELD: _dump(meta)}
 
@@ -238,8 +231,7 @@ def encode_patch(key: str, image: np.ndarray, meta: dict, fmt: str = "png") -> d
     meta = {**meta, "kind": "patch"}
     _check_fields(meta, PATCH_REQUIRED, key)
     _check_shape(_check_uint16_2d(image, "image"), meta["size"], key, "image")
-    encode = encode_png16 if fmt == "png" else encode_raw16
-    return {"__key__": key, field: encode(image), META_FIELD: _dump(meta)}
+    return {"__key__": key, field: _codec(fmt).encode(image), META_FIELD: _dump(meta)}
 
 
 def decode_patch(sample: dict, where: str = "", size: int | None = None) -> PatchSample:
@@ -262,7 +254,8 @@ def decode(sample: dict, where: str = "", kind: str | None = None,
 
 
 def sample_format(sample: dict) -> str:
-    """'png' or 'raw', from the field names of an encoded sample."""
+    """The pixel format (a name in ``PIXEL_FORMATS``), from the field names of an encoded
+    sample."""
     for name in sample:
         for fmt, ext in EXTENSIONS.items():
             if name == ext or name.endswith("." + ext):
@@ -413,7 +406,7 @@ def _image_data(sample: dict, prefix: str):
 
 
 def _decode_bytes(fmt: str, data, size: int) -> np.ndarray:
-    return decode_png16(data, size) if fmt == "png" else decode_raw16(data, (size, size))
+    return decode_image(data, fmt, size)
 
 
 def _decode_into(sample: dict, prefix: str, size: int, out: np.ndarray) -> bool:
@@ -422,6 +415,13 @@ def _decode_into(sample: dict, prefix: str, size: int, out: np.ndarray) -> bool:
     found = _image_data(sample, prefix)
     if found is None:
         return False
+    into = codecs.CODECS[found[0]].decode_into
+    if into is not None and out.flags.c_contiguous:   # no temporary image
+        try:
+            into(found[1], out)
+            return True
+        except Exception:   # noqa: BLE001 - ``decode`` reports it with the sample's name
+            return False
     try:
         image = _decode_bytes(found[0], found[1], size)
     except Exception:   # noqa: BLE001 - ``decode`` reports it with the sample's name

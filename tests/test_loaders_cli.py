@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from loaders import cli
+from shards import codecs
 
 
 def test_bench_writes_figures_and_ratios(tmp_path, capsys):
@@ -30,8 +31,13 @@ def test_bench_writes_figures_and_ratios(tmp_path, capsys):
     assert torch_run["steady_cpu_ms_per_example"] > torch_run["main_cpu_ms_per_example"] >= 0
     assert result["compare"]["source"].endswith("png")
     assert result["compare"]["backends"]["dali"]["ratio"] > 0
+    assert set(result["formats"]) == set(codecs.CODECS)   # every format on the same images
+    assert all(f["bytes_per_example"] > 0 and f["decode_bound_examples_per_s"] > 0
+               for f in result["formats"].values())
+    assert result["formats"]["raw"]["bytes_per_example"] == 2 * 16 * 16 * 2
     printed = capsys.readouterr().out
     assert "naive" in printed and "decode" in printed and "best:" in printed
+    assert "format htj2k" in printed
 
 
 def test_bench_argument_errors(tmp_path, capsys):
@@ -49,11 +55,16 @@ def test_bench_argument_errors(tmp_path, capsys):
 
 def test_bench_crops_to_the_patch_size_by_default(tmp_path):
     sets = tmp_path / "sets"
-    assert cli.main(["bench", "--make-shards", str(sets), "--pairs", "8", "--size", "16",
-                     "--per-shard", "8"]) == 0
+    assert cli.main(["bench", "--make-shards", str(sets), "--pairs", "64", "--size", "16",
+                     "--per-shard", "64"]) == 0
     out = tmp_path / "bench.json"
     assert cli.main(["bench", "--shards", str(sets / "raw"), "--backend", "torch",
                      "--batch-size", "4", "--seconds", "0.1", "--repeats", "1", "--workers", "1",
                      "--device", "cpu", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["patch"] == 16 and result["augment"]["size"] == 16
+    assert sorted(p.name for p in sets.iterdir()) == sorted(codecs.CODECS)
+    assert cli.main(["bench", "--shards", str(sets / "raw"), "--backend", "torch",
+                     "--seconds", "0.1", "--repeats", "1", "--workers", "1",
+                     "--device", "cpu", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["batch_size"] == cli.CPU_BATCH == 64
