@@ -343,6 +343,9 @@ def run(source, *, mode="pairs", backends=("torch", "dali"), batch_size=64, seco
     rounds = []
     try:
         items = export_pngs(shard_set, tmp, mode)
+        if len(items) < batch_size:   # the naive loader drops its last partial batch
+            raise ValueError(f"{source}: {len(items)} examples in the split ({mode} mode), fewer "
+                             f"than one batch of {batch_size}: give a smaller --batch-size")
         for r in range(repeats):
             row = {}
             for backend in backends:

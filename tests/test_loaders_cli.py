@@ -53,6 +53,17 @@ def test_bench_argument_errors(tmp_path, capsys):
         assert "no CUDA device" in capsys.readouterr().err
 
 
+def test_bench_refuses_a_batch_larger_than_the_set(tmp_path, capsys):
+    """The naive baseline drops its last partial batch: with none whole it would wait forever."""
+    sets = tmp_path / "sets"
+    code = cli.main(["bench", "--make-shards", str(sets), "--pairs", "12", "--size", "16",
+                     "--per-shard", "12", "--shards", "raw", "--backend", "torch",
+                     "--batch-size", "16", "--seconds", "0.1", "--repeats", "1",
+                     "--workers", "1"])
+    assert code == 2
+    assert "12 examples in the split (pairs mode), fewer than one batch of 16" in capsys.readouterr().err
+
+
 def test_bench_crops_to_the_patch_size_by_default(tmp_path):
     sets = tmp_path / "sets"
     assert cli.main(["bench", "--make-shards", str(sets), "--pairs", "64", "--size", "16",
