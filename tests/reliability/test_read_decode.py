@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 from read_sets import damage_sample, pair_set, png_claiming, shard_name
 
 from loaders import make_loader
@@ -21,7 +22,7 @@ def no_pixel_decoding(monkeypatch):
     """Fail the test if Pillow is asked to open an image at all."""
     def refuse(*args, **kwargs):
         raise AssertionError("the PNG was handed to the decoder")
-    monkeypatch.setattr(schema.Image, "open", refuse)
+    monkeypatch.setattr(Image, "open", refuse)
 
 
 @pytest.mark.parametrize("png, reason", [
@@ -56,7 +57,7 @@ def test_metadata_that_claims_a_larger_size_is_refused_before_decoding(no_pixel_
 def test_any_decoder_error_becomes_a_schema_error(monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("decoder internals")
-    monkeypatch.setattr(schema.Image, "open", explode)
+    monkeypatch.setattr(Image, "open", explode)
     with pytest.raises(schema.SchemaError, match="s.tar: .*: left: undecodable PNG "
                                                  r"\(RuntimeError: decoder internals\)"):
         schema.decode(_sample(), where="s.tar")
