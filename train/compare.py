@@ -63,7 +63,7 @@ def pretrain(method: str, config: TrainConfig, out: Path, *, progress: bool, log
 def evaluate(method: str, run_dir: Path, downstream: str, task: str, config: TrainConfig,
              head: HeadConfig, *, n_bootstrap: int, workers: int, log) -> dict:
     """``linear_eval_<task>.json`` of one method (computed unless it exists)."""
-    from train.evaluate import random_model, write_json
+    from train.evaluate import write_json
     from train.linear_eval import evaluate_encoders, linear_eval_run
 
     path = run_dir / f"linear_eval_{task}.json"
@@ -77,7 +77,7 @@ def evaluate(method: str, run_dir: Path, downstream: str, task: str, config: Tra
                                **options)
     import dataclasses
 
-    result = evaluate_encoders(random_model(config.encoder, config.seed), downstream, task,
+    result = evaluate_encoders(random_encoder(config.encoder, config.seed), downstream, task,
                                config=head, **options)
     result = {"task": task, "shards": os.fspath(downstream), "run": None,
               "checkpoint": None, "encoder": config.encoder, "head": dataclasses.asdict(head),
@@ -86,6 +86,18 @@ def evaluate(method: str, run_dir: Path, downstream: str, task: str, config: Tra
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, result)
     return result
+
+
+def random_encoder(name: str, seed: int = 0):
+    """One freshly initialised encoder (the random row: one encoder, as SimCLR and BYOL have;
+    a Siamese run's own linear evaluation compares it with two random encoders instead)."""
+    import torch
+
+    from train.encoders import make_encoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make_encoder(name).eval()
 
 
 def compare(pairs: str, downstream: list[str], out, config: TrainConfig, *,
