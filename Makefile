@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test install clean
+.PHONY: demo compare test install clean
 
 install: $(STAMP)
 
@@ -36,6 +36,24 @@ demo: $(STAMP)
 	$(BIN)/ingest build-downstream $(DEMO_DATA) --task abnormal --out $(DEMO_OUT)/abnormal
 	$(BIN)/train linear-eval --run $(DEMO_OUT)/run --shards $(DEMO_OUT)/abnormal --task abnormal
 	$(BIN)/train report $(DEMO_OUT)/run
+
+# Not in CI: the paper's comparison (Siamese, BYOL, SimCLR, random encoder; linear evaluation,
+# abnormal vs normal) on the demo's data, sized for about 30 minutes on 2 cores. Reruns skip
+# what is done (the shard sets, finished runs and evaluations). One learning rate for all
+# methods (the linear scaling rule gives 0.0375 at batch 32, too small to move LARS's weights in
+# 400 steps) and SimCLR's small-batch temperature 0.5 (docs/train.md, "The comparison").
+COMPARE_OUT ?= out/compare
+COMPARE_TRAIN ?= --encoder small --size 64 --batch-size 32 --lr 0.1 --epochs 1 --max-steps 400 \
+	--refit-steps 70 --warmup-epochs 0.05 --workers 1 --device cpu --max-background 0 \
+	--temperature 0.5
+
+compare: $(STAMP)
+	test -f $(COMPARE_OUT)/shards/manifest.json || \
+		$(BIN)/ingest build-shards $(DEMO_DATA) --out $(COMPARE_OUT)/shards
+	test -f $(COMPARE_OUT)/abnormal/manifest.json || \
+		$(BIN)/ingest build-downstream $(DEMO_DATA) --task abnormal --out $(COMPARE_OUT)/abnormal
+	OMP_NUM_THREADS=1 $(BIN)/train compare --pairs $(COMPARE_OUT)/shards \
+		--downstream $(COMPARE_OUT)/abnormal --out $(COMPARE_OUT)/runs $(COMPARE_TRAIN) --no-progress
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
