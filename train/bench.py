@@ -1,9 +1,10 @@
 """``train bench``: does the loader keep the training step fed?
 
-The same Siamese training step (forward, backward, two LARS steps) is timed twice in alternating
-rounds: fed by the real loader (decode and augmentation in its workers, overlapping the step),
-and fed from a few batches already in memory (the step alone). Their ratio is the fraction of
-the model's speed the data path lets through; 1.0 means the loader costs nothing.
+The same training step of the run's method (``--method``; Siamese: forward, backward, two LARS
+steps) is timed twice in alternating rounds: fed by the real loader (decode and augmentation in
+its workers, overlapping the step), and fed from a few batches already in memory (the step
+alone). Their ratio is the fraction of the model's speed the data path lets through; 1.0 means
+the loader costs nothing.
 """
 from __future__ import annotations
 

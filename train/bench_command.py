@@ -45,12 +45,13 @@ def run(args) -> int:
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise UsageError(" ".join(str(exc.args[0] if isinstance(exc, KeyError) else exc)
                                   .split())) from None
-    print(f"train bench: {result['encoder']} at {result['size']} px, batch "
+    unit = "pairs" if config.method == "siamese" else "patches"   # a step's examples
+    print(f"train bench: {config.method}, {result['encoder']} at {result['size']} px, batch "
           f"{result['batch_size']}, {result['precision']} on {result['device']} "
           f"({result['device_name']}, {result['torch_threads']} threads): real loader "
-          f"{result['real_steps_per_s']:.3f} steps/s ({result['real_pairs_per_s']:.1f} pairs/s), "
+          f"{result['real_steps_per_s']:.3f} steps/s ({result['real_pairs_per_s']:.1f} {unit}/s), "
           f"in memory {result['memory_steps_per_s']:.3f} steps/s "
-          f"({result['memory_pairs_per_s']:.1f} pairs/s), ratio {result['ratio']:.3f}")
+          f"({result['memory_pairs_per_s']:.1f} {unit}/s), ratio {result['ratio']:.3f}")
     if args.json:
         publish.write_text(args.json, json.dumps(result, indent=1))
     return 0
