@@ -26,7 +26,7 @@ with sigmas times the estimated scale (the same physical band as the fixed image
 only over the region that both show (each mask cut by the other one mapped through the
 estimate), and refines at the finest level: without it, identical content under a scale of 0.93
 to 1.1 came out 2 to 5 px off at the corners. Defaults chosen with ``python -m
-ingest.register_bench``: about 0.3 s per 1152x896 pair on one thread; median corner error about
+ingest.register_bench``: about 0.2 CPU s per 1152x896 pair on one thread; median corner error about
 0.1 px on phantom pairs, 0.3 to 0.5 px on generated exams whose sides differ only by their known
 positioning (``ingest.synth`` positioning-only, through DICOM and normalisation), about 4.5 to
 5.5 px on realistic generated left/right pairs (the metric's own optimum: starting at the truth
