@@ -45,6 +45,8 @@ class RegisterParams:
     band: tuple | None = (12.0, 60.0)
     metric: str = "correlation"
     band_refine: int = 1
+    coarse_min_step: float = 1e-2   # the first pass's, when a band refinement follows
+    fixed_crop: int = 8             # fixed image cut to the metric mask + 8 coarse pixels
     initial: dict | None = None
 
 
