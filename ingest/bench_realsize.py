@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from shards.cmdline import Parser, positive_int, run_main
 

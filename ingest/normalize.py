@@ -376,7 +376,6 @@ def normalize_array(unit: np.ndarray, padding: np.ndarray | None = None, *,
         padding = np.zeros(unit.shape, dtype=bool)
     # The mask is found on a reduced copy: ~50x cheaper and smoother than at full size.
     small_hw = mask_shape((h, w))
-    f = max(1.0, max(h, w) / MASK_SIDE)
     small = resize_float(unit, small_hw)
     small_pad = np.asarray(Image.fromarray(padding.view(np.uint8) * np.uint8(255)).resize(
         (small_hw[1], small_hw[0]), Image.Resampling.BILINEAR)) > 127

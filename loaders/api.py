@@ -9,7 +9,7 @@ import torch
 
 from loaders import modes
 from loaders.augment import resolve_views
-from loaders.epochs import EpochState, batches_per_rank, resume_blocks
+from loaders.epochs import EpochState, batches_per_rank
 from shards.shardset import open_shard_set
 
 BACKENDS = ("torch", "dali")

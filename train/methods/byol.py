@@ -15,8 +15,7 @@ from torch import nn
 
 from train import ssl
 from train.encoders import make_encoder
-from train.methods.base import Method
-from train.methods.ssl_common import validation_loss, view_chunks
+from train.methods.ssl_common import SSLMethod
 
 HIDDEN, OUT = 4096, 256     # the BYOL paper's projector and predictor
 
@@ -67,11 +66,8 @@ def symmetric_loss(outputs, weight) -> torch.Tensor:
     return ssl.byol_symmetric_loss(*outputs, weight=weight)
 
 
-class BYOLMethod(Method):
+class BYOLMethod(SSLMethod):
     name = "byol"
-    mode = "ssl"
-    best_metric = "val_loss"
-    higher_is_better = False
     default_base_lr = 0.2
     own_fields = ("ema_base", "head_hidden", "head_out")
 
@@ -85,14 +81,8 @@ class BYOLMethod(Method):
     def train_augment(self):
         return view_specs(self.config.size)
 
-    def prepare(self, run, batch: dict):
-        chunks, real = view_chunks(run, batch)
-        return chunks, {"pairs": real}
-
-    def loss(self, run, chunk: dict):
-        with run.autocast():
-            outputs = run.forward(chunk["view1"], chunk["view2"])
-        return symmetric_loss(outputs, chunk["weight"]) * chunk["share"], {}
+    def batch_loss(self, model, view1, view2, weight, info) -> torch.Tensor:
+        return symmetric_loss(model(view1, view2), weight)
 
     def after_update(self, run, step: int) -> dict:
         """The target moves towards the online network with the momentum of the step just
@@ -100,14 +90,6 @@ class BYOLMethod(Method):
         tau = ssl.momentum_at(step - 1, run.total_steps, self.config.ema_base)
         run.model.update_target(tau)
         return {"tau": tau}
-
-    def validation_loader(self, run):
-        return run.make_loader(self.config.val_split, mode="ssl", augment=self.train_augment(),
-                               world=False)
-
-    def validate(self, run, loader) -> dict:
-        return validation_loss(run, loader,
-                               lambda a, b, w: symmetric_loss(run.model(a, b), w))
 
 
 METHOD = BYOLMethod

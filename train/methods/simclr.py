@@ -15,8 +15,7 @@ from torch import nn
 
 from train import ssl
 from train.encoders import make_encoder
-from train.methods.base import Method
-from train.methods.ssl_common import validation_loss, view_chunks
+from train.methods.ssl_common import SSLMethod
 
 HIDDEN, OUT = 2048, 128     # the SimCLR paper's projection head
 
@@ -34,11 +33,8 @@ class SimCLRModel(nn.Module):
         return z[:n], z[n:]
 
 
-class SimCLRMethod(Method):
+class SimCLRMethod(SSLMethod):
     name = "simclr"
-    mode = "ssl"
-    best_metric = "val_loss"
-    higher_is_better = False
     default_base_lr = 0.3
     own_fields = ("temperature", "head_hidden", "head_out")
 
@@ -50,26 +46,9 @@ class SimCLRMethod(Method):
         from loaders import AugmentSpec
         return AugmentSpec(size=self.config.size)
 
-    def prepare(self, run, batch: dict):
-        chunks, real = view_chunks(run, batch)
-        return chunks, {"pairs": real}
-
-    def _loss(self, forward, v1, v2, weight, info):
-        z1, z2 = forward(v1, v2)
+    def batch_loss(self, model, view1, view2, weight, info) -> torch.Tensor:
+        z1, z2 = model(view1, view2)
         return ssl.nt_xent(z1, z2, self.config.temperature, info=info, weight=weight)
-
-    def loss(self, run, chunk: dict):
-        info = self.info if self.info.active else None
-        with run.autocast():
-            loss = self._loss(run.forward, chunk["view1"], chunk["view2"], chunk["weight"], info)
-        return loss * chunk["share"], {}
-
-    def validation_loader(self, run):
-        return run.make_loader(self.config.val_split, mode="ssl", augment=self.train_augment(),
-                               world=False)
-
-    def validate(self, run, loader) -> dict:
-        return validation_loss(run, loader, lambda a, b, w: self._loss(run.model, a, b, w, None))
 
 
 METHOD = SimCLRMethod

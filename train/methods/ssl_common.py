@@ -1,6 +1,6 @@
-"""What the two SSL baselines share: the ssl-mode batch on the device and split into
-sub-batches, and the validation loss that chooses their ``best.pt`` (as the paper kept the model
-with the lowest validation loss).
+"""What the two SSL baselines share (``SSLMethod``): the ssl-mode batch on the device and split
+into sub-batches, and the validation loss that chooses their ``best.pt`` (as the paper kept the
+model with the lowest validation loss).
 
 The validation loader reads the whole ``val_split`` on rank 0 with the training augmentation and
 a fixed seed (``set_epoch(0)`` before each pass), so every validation sees the same views and
@@ -9,6 +9,42 @@ the losses of two epochs compare the model, not the draws.
 from __future__ import annotations
 
 import torch
+
+from train.methods.base import Method
+
+
+class SSLMethod(Method):
+    """A method that reads two views of every patch (the loaders' ``ssl`` mode) and keeps the
+    checkpoint of lowest validation loss; subclasses give the model, augmentation and loss
+    (``batch_loss(model, view1, view2, weight, info)``: a batch's mean loss)."""
+
+    mode = "ssl"
+    best_metric = "val_loss"
+    higher_is_better = False
+
+    def batch_loss(self, model, view1, view2, weight, info) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prepare(self, run, batch: dict):
+        chunks, real = view_chunks(run, batch)
+        return chunks, {"pairs": real}
+
+    def loss(self, run, chunk: dict):
+        info = self.info if self.info.active else None
+        with run.autocast():
+            loss = self.batch_loss(run.forward, chunk["view1"], chunk["view2"], chunk["weight"],
+                                   info)
+        return loss * chunk["share"], {}
+
+    def validation_loader(self, run):
+        return run.make_loader(self.config.val_split, mode="ssl", augment=self.train_augment(),
+                               world=False)
+
+    def validate(self, run, loader) -> dict:
+        """Rank 0 alone: no gathering from other ranks."""
+        return validation_loss(run, loader,
+                               lambda a, b, w: self.batch_loss(run.model, a, b, w, None))
+
 
 
 def view_chunks(run, batch: dict) -> tuple[list[dict], torch.Tensor]:
