@@ -137,6 +137,13 @@ def test_compare_trains_evaluates_and_tabulates_then_skips_what_is_done(shard_ro
     assert main(argv) == 0                         # a rerun: nothing trained or evaluated
     assert "finished earlier" in capsys.readouterr().out
     assert mtimes == {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+    # another downstream set of the same task: evaluated again, the runs reused
+    other = patch_set(tmp_path / "patches-2")
+    argv[argv.index(patches)] = other
+    assert main(argv) == 0
+    assert "linear evaluation on " + other in capsys.readouterr().out
+    assert mtimes == {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+    assert json.loads((out / "comparison.json").read_text())["downstream"]["abnormal"] == other
 
     # an SSL run's report: linear evaluation and curves, no pair AUC (it needs q and D)
     assert main(["report", str(out / "simclr"), "--bootstrap", "10"]) == 0

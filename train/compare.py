@@ -8,8 +8,8 @@ paper's published figures beside ours, labelled as the paper's (VinDr-Mammo at 2
 same data). ``OUT/comparison.json`` holds the same figures.
 
 Resumable: a method whose run finished (``summary.json``) is not trained again, one with a
-checkpoint continues from it, and a linear evaluation whose JSON exists is not redone; a rerun
-after a crash does only what is missing.
+checkpoint continues from it, and a linear evaluation whose JSON exists for the same downstream
+set is not redone; a rerun after a crash does only what is missing.
 """
 from __future__ import annotations
 
@@ -68,8 +68,10 @@ def evaluate(method: str, run_dir: Path, downstream: str, task: str, config: Tra
 
     path = run_dir / f"linear_eval_{task}.json"
     if path.is_file():
-        log(f"{method} on {task}: evaluated earlier ({path})")
-        return json.loads(path.read_text())
+        earlier = json.loads(path.read_text())
+        if earlier.get("shards") == os.fspath(downstream):    # not another set of this task
+            log(f"{method} on {task}: evaluated earlier ({path})")
+            return earlier
     log(f"{method} on {task}: linear evaluation on {downstream}")
     options = {"n_bootstrap": n_bootstrap, "workers": workers, "size": config.size}
     if method != "random":
