@@ -47,8 +47,9 @@ def decomposition_levels(codestream: bytes) -> int:
 
 def reduction_level(source_hw, out_shape, crop: str, max_level: int) -> int:
     """The largest ``k <= max_level`` whose reduced image is at least, in both sides, the
-    normalised size of the whole image and the mask's copy (``normalize.mask_shape``); 0 with ``crop="breast"`` (the breast's box, unknown before
-    decoding, may need the full resolution)."""
+    normalised size of the whole image and the mask's copy (``normalize.mask_shape``); 0 with
+    ``crop="breast"`` (the breast's box, unknown before decoding, may need the full
+    resolution)."""
     if crop != "none":
         return 0
     # Neither the grid nor the copy the breast mask is found on may be upsampled.

@@ -248,7 +248,7 @@ def export_pngs(shard_set, out: str, mode: str) -> list[tuple]:
             for i, image in enumerate(decoded.images):
                 path = os.path.join(out, f"{decoded.key}_{i}.png")
                 with open(path, "wb") as f:
-                    f.write(schema.encode_png16(image))
+                    f.write(schema.encode_image(image, "png"))
                 paths.append(path)
             meta = decoded.meta
             if mode == "ssl":

@@ -43,10 +43,6 @@ PATCH_REQUIRED = ("kind", "size", "bits", "task", "label", "split")
 _REQUIRED = {"pair": PAIR_REQUIRED, "patch": PATCH_REQUIRED}
 
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-PNG_COMPRESS_LEVEL = codecs.PNG_COMPRESS_LEVEL
-PNG_SIGNATURE = codecs.PNG_SIGNATURE
-PNG_GRAY = codecs.PNG_GRAY
-png_header = codecs.png_header
 
 
 class SchemaError(ValueError):
@@ -172,35 +168,6 @@ def decode_image(data, fmt: str, size: int) -> np.ndarray:
         return _codec(fmt).decode(data, int(size))
     except codecs.CodecError as exc:
         raise SchemaError(str(exc)) from None
-
-
-# the first formats' own names, kept for their callers
-def encode_png16(image: np.ndarray) -> bytes:
-    return encode_image(image, "png")
-
-
-def check_png_header(data, size: int | None) -> None:
-    try:
-        codecs.check_png_header(data, size)
-    except codecs.CodecError as exc:
-        raise SchemaError(str(exc)) from None
-
-
-def decode_png16(data: bytes, size: int | None = None) -> np.ndarray:
-    try:
-        return codecs.decode_png(data, size)
-    except codecs.CodecError as exc:
-        raise SchemaError(str(exc)) from None
-
-
-def encode_raw16(image: np.ndarray) -> bytes:
-    return encode_image(image, "raw")
-
-
-def decode_raw16(data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    if int(shape[0]) != int(shape[1]):
-        raise SchemaError(f"raw patches are square, not {shape}")
-    return decode_image(data, "raw", int(shape[0]))
 
 
 def encode_pair(key: str, left: np.ndarray, right: np.ndarray, meta: dict,
@@ -405,10 +372,6 @@ def _image_data(sample: dict, prefix: str):
     return None
 
 
-def _decode_bytes(fmt: str, data, size: int) -> np.ndarray:
-    return decode_image(data, fmt, size)
-
-
 def _decode_into(sample: dict, prefix: str, size: int, out: np.ndarray) -> bool:
     """Decode one stored image into ``out``; False when it is missing, unreadable or not
     ``size`` (the caller then goes through ``decode``, which says what is wrong)."""
@@ -423,7 +386,7 @@ def _decode_into(sample: dict, prefix: str, size: int, out: np.ndarray) -> bool:
         except Exception:   # noqa: BLE001 - ``decode`` reports it with the sample's name
             return False
     try:
-        image = _decode_bytes(found[0], found[1], size)
+        image = decode_image(found[1], found[0], size)
     except Exception:   # noqa: BLE001 - ``decode`` reports it with the sample's name
         return False
     if image.shape != (size, size):
@@ -448,7 +411,7 @@ def _decode_image(sample: dict, prefix: str, meta: dict, key: str, where: str) -
         found = _image_data(sample, prefix)
         if found is None:
             raise SchemaError(f"no {' or '.join(prefix + e for e in EXTENSIONS.values())} field")
-        image = _decode_bytes(found[0], found[1], size)
+        image = decode_image(found[1], found[0], size)
     except SchemaError as exc:
         raise SchemaError(_at(where, key, f"{name}: {exc}")) from None
     except Exception as exc:   # noqa: BLE001 - any decoder failure is the sample's fault

@@ -70,7 +70,7 @@ def test_dali_reads_with_our_index(tmp_path, fmt):
     want = [(s[f"left.{ext}"], s[f"right.{ext}"], s["json"]) for s in expected.values()]
     assert got == want
     if fmt == "png":
-        left = schema.decode_png16(got[0][0])
+        left = schema.decode_image(got[0][0], "png", 96)
         assert left.dtype == np.uint16 and left.max() > 255
 
 

@@ -184,8 +184,8 @@ def test_background_pairs_are_left_out_like_padding(shard_root, tmp_path):
 def test_kept_pairs_and_the_mixture_fit(shard_root, tmp_path):
     metas = [{"background": {"left": 0.1, "right": 0.0}}, {"background": {"left": 0.0}},
              {}, {"background": {"left": 0.0, "right": 0.5}}]
-    assert siamese.background_of(metas).tolist() == pytest.approx([0.1, 0.0, 0.0, 0.5])
-    assert siamese.kept_pairs(metas, 0.1).tolist() == [True, True, True, False]
+    assert soft_labels.background_of(metas).tolist() == pytest.approx([0.1, 0.0, 0.0, 0.5])
+    assert soft_labels.kept_pairs(metas, 0.1).tolist() == [True, True, True, False]
     with pytest.raises(ValueError, match="max_background"):
         _config(shard_root, tmp_path, max_background=1.5)
     # every fixture pair has background 0.2

@@ -64,7 +64,7 @@ def evaluate(method: str, run_dir: Path, downstream: str, task: str, config: Tra
              head: HeadConfig, *, n_bootstrap: int, workers: int, log) -> dict:
     """``linear_eval_<task>.json`` of one method (computed unless it exists)."""
     from train.evaluate import write_json
-    from train.linear_eval import evaluate_encoders, linear_eval_run
+    from train.linear_eval import evaluate_encoders, linear_eval_run, result_header
 
     path = run_dir / f"linear_eval_{task}.json"
     if path.is_file():
@@ -77,14 +77,10 @@ def evaluate(method: str, run_dir: Path, downstream: str, task: str, config: Tra
     if method != "random":
         return linear_eval_run(run_dir, downstream, task, config=head, baseline=False,
                                **options)
-    import dataclasses
-
-    result = evaluate_encoders(random_encoder(config.encoder, config.seed), downstream, task,
-                               config=head, **options)
-    result = {"task": task, "shards": os.fspath(downstream), "run": None,
-              "checkpoint": None, "encoder": config.encoder, "head": dataclasses.asdict(head),
-              "classes": TASK_CLASSES[task], "counts": result.pop("counts"),
-              "report_split": "test", "trained": result}
+    trained = evaluate_encoders(random_encoder(config.encoder, config.seed), downstream, task,
+                                config=head, **options)
+    result = {**result_header(task, downstream, head), "run": None, "checkpoint": None,
+              "encoder": config.encoder, "counts": trained.pop("counts"), "trained": trained}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, result)
     return result

@@ -19,7 +19,7 @@ randomly initialised model of the same architecture goes through the same steps,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -210,6 +210,15 @@ def task_of(shards, endpoint=None) -> str | None:
     return open_shard_set(shards, HEAD_SPLIT, endpoint=endpoint).params.get("task")
 
 
+def result_header(task: str, shards, config: HeadConfig) -> dict:
+    """What every ``linear_eval_<task>.json`` says of its evaluation, whatever the model."""
+    import os
+
+    return {"task": task, "shards": os.fspath(shards), "head_split": HEAD_SPLIT,
+            "report_split": REPORT_SPLITS[0], "head": asdict(config),
+            "classes": TASK_CLASSES[task]}
+
+
 def linear_eval_run(run_dir, shards, task: str, *, config: HeadConfig = HeadConfig(),
                     which: str = "best", baseline: bool = True, write: bool = True,
                     **options) -> dict:
@@ -218,7 +227,6 @@ def linear_eval_run(run_dir, shards, task: str, *, config: HeadConfig = HeadConf
     Writes ``RUN/linear_eval_<task>.json`` unless ``write`` is false. ``options`` go to
     ``evaluate_encoders`` (workers, batch_size, device, n_bootstrap).
     """
-    import dataclasses
     import os
 
     from train.checkpoint import load_run
@@ -231,10 +239,8 @@ def linear_eval_run(run_dir, shards, task: str, *, config: HeadConfig = HeadConf
         raise ValueError(f"{shards}: the downstream set was built for --task {built_for}, "
                          f"not {task}")
     run = load_run(run_dir, which=which)
-    result = {"task": task, "shards": os.fspath(shards), "run": os.fspath(run_dir),
-              "checkpoint": which, "step": run.step, "encoder": run.config.encoder,
-              "head_split": HEAD_SPLIT, "report_split": REPORT_SPLITS[0],
-              "head": dataclasses.asdict(config), "classes": TASK_CLASSES[task]}
+    result = {**result_header(task, shards, config), "run": os.fspath(run_dir),
+              "checkpoint": which, "step": run.step, "encoder": run.config.encoder}
     options.setdefault("size", run.config.size)
     trained = evaluate_encoders(run.model, shards, task, config=config, **options)
     result["counts"] = trained.pop("counts")

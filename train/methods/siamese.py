@@ -27,7 +27,7 @@ from train import losses
 from train import mixture as mixture_mod
 from train.encoders import make_encoder
 from train.methods.base import Method
-from train.methods.soft_labels import PairLabels, background_of, kept_pairs  # noqa: F401
+from train.methods.soft_labels import PairLabels, kept_pairs
 from train.methods import soft_labels
 
 
@@ -172,9 +172,14 @@ class SiameseMethod(Method):
         return self._score_loader
 
     def refit(self, run, *, seed: int, when: str, step: int, epoch: int) -> list[dict]:
-        self.mixtures, self.labels, rows = soft_labels.refit(
-            run.model, self.score_loader(run), self.config, self.info, seed=seed,
-            autocast=run.autocast)
+        def score() -> PairScores:   # eval mode, the unaugmented training set, this rank
+            loader = self.score_loader(run)
+            loader.set_epoch(0)
+            return score_pairs(run.model, loader, self.info.device, autocast=run.autocast,
+                               keep_meta=self.config.max_background < 1.0)
+
+        self.mixtures, self.labels, rows = soft_labels.refit(score, self.config, self.info,
+                                                             seed=seed)
         return [{**row, "step": step, "epoch": epoch, "when": when} for row in rows]
 
     def start(self, run) -> list[dict]:

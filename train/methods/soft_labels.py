@@ -72,16 +72,13 @@ def kept_pairs(metas, max_background: float) -> np.ndarray:
     return background_of(metas) <= max_background
 
 
-def refit(model, score_loader, config, info, *, seed: int, autocast=None):
-    """Score the training set in eval mode on every rank, gather D and keys from all ranks, fit
-    one mixture per network on rank 0 (on at most ``mixture_max_pairs`` distances, a seeded
-    subset), broadcast it, and label every pair. Returns ``(mixtures, labels, log rows)``."""
-    from train.methods.siamese import score_pairs
-
+def refit(score, config, info, *, seed: int):
+    """Score the training set on every rank (``score()``: this rank's ``PairScores``, with the
+    metadata when ``max_background`` < 1), gather D and keys from all ranks, fit one mixture per
+    network on rank 0 (on at most ``mixture_max_pairs`` distances, a seeded subset), broadcast
+    it, and label every pair. Returns ``(mixtures, labels, log rows)``."""
     start = time.perf_counter()
-    score_loader.set_epoch(0)
-    scores = score_pairs(model, score_loader, info.device, autocast=autocast,
-                         keep_meta=config.max_background < 1.0)
+    scores = score()
     d = np.stack([distributed.gather_concat(scores.d[k], info) for k in range(2)])
     kept = np.ones(d.shape[1], dtype=bool)
     if config.max_background < 1.0:
