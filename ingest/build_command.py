@@ -33,6 +33,18 @@ def shape_arg(text: str) -> tuple[int, int]:
     return h, w
 
 
+def ratios_arg(text: str) -> tuple[int, int, int]:
+    """``"3:1:1"`` → (3, 1, 1): train:val:test shares, non-negative, train and the total positive."""
+    try:
+        ratios = tuple(int(p) for p in text.split(":"))
+    except ValueError:
+        ratios = ()
+    if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected TRAIN:VAL:TEST shares, whole numbers, train above 0, e.g. 8:1:1, got {text!r}")
+    return ratios
+
+
 def _transforms() -> list[str]:
     from ingest import register
 
@@ -83,6 +95,11 @@ def _common(p) -> None:
                           f"+ zstd, fastest on the CPU); docs/shards.md (default {BuildConfig.fmt})")
     out.add_argument("--seed", type=int, default=BuildConfig.seed,
                      help=f"split and shuffle seed (default {BuildConfig.seed})")
+    out.add_argument("--splits", type=ratios_arg, default=BuildConfig.splits,
+                     metavar="TRAIN:VAL:TEST",
+                     help="shares of the train/val/test splits, by patient (build-shards) or by "
+                          "patch (build-downstream); larger val/test shares give tighter AUC "
+                          f"intervals on small sets (default {':'.join(map(str, BuildConfig.splits))})")
     out.add_argument("--shard-size", type=positive_int, default=BuildConfig.shard_size,
                      help=f"samples per shard (default {BuildConfig.shard_size})")
 
@@ -122,7 +139,7 @@ def register(subparsers) -> None:
     d = subparsers.add_parser(
         "build-downstream", help="exams → labelled patch shards (abnormal / birads / outcome)",
         description="The paper's labelled patch sets for linear evaluation, with a patch-level "
-                    "8:1:1 split, written through the same shard writer and manifest.")
+                    "split (8:1:1 unless --splits), written through the same shard writer and manifest.")
     _common(d)
     d.add_argument("--task", choices=TASKS, required=True, help="which label")
     d.set_defaults(func=run_build_downstream)
@@ -148,7 +165,7 @@ def config_from_args(args) -> BuildConfig:
     return BuildConfig(
         dataset=args.dataset, out=args.out, size=args.size, root=args.root,
         manifest_csv=args.manifest_csv, stride=args.stride, fmt=args.fmt, seed=args.seed,
-        shard_size=args.shard_size, out_shape=tuple(args.out_shape), quality=quality,
+        shard_size=args.shard_size, splits=args.splits, out_shape=tuple(args.out_shape), quality=quality,
         registration=RegisterParams(**({"transform": args.transform} if args.transform else {})),
         cache_dir=args.cache_dir,
         patients=args.patients, image_size=args.image_size,

@@ -24,6 +24,7 @@ class BuildConfig:
     fmt: str = ShardParams.format
     seed: int = ShardParams.seed
     shard_size: int = ShardParams.shard_size
+    splits: tuple = ShardParams.splits
     max_background: float = TileParams.max_background
     max_border_xor: float = TileParams.max_border_xor
     out_shape: tuple = PairParams.out_shape
@@ -57,6 +58,7 @@ class BuildConfig:
         pair = self.pair_params()
         return dict(dataset=self.dataset, size=int(self.size), format=self.fmt,
                     seed=int(self.seed), shard_size=int(self.shard_size),
+                    splits=tuple(int(v) for v in self.splits),
                     max_background=float(self.max_background), quality=self.quality_params(),
                     out_shape=pair.out_shape, registration=pair.registration,
                     normalize=pair.normalize, **self._synthetic_params())

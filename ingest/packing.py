@@ -357,14 +357,14 @@ def build_patch_index(found, seed: int, plan=None) -> pd.DataFrame:
     return _compact(index)
 
 
-def patch_plan(found, seed: int):
+def patch_plan(found, seed: int, ratios=(8, 1, 1)):
     """The patch-level split of every labelled patch found (``splits.plan_splits``)."""
     from ingest import splits
 
     rows = [row for res in found if isinstance(res, dict) for row in res.get("rows", ())]
     records = pd.DataFrame(rows, columns=list(PATCH_COLUMNS)).to_dict("records")
-    return splits.plan_splits([patch_key(r) for r in records], seed, namespace="patch",
-                              unit="patch")
+    return splits.plan_splits([patch_key(r) for r in records], seed, ratios=ratios,
+                              namespace="patch", unit="patch")
 
 
 def write_patch_shard_task(plan: dict, cache: PairCache, out: str, size: int, task: str,

@@ -90,6 +90,7 @@ class ShardParams:
     format: str = DEFAULT_FORMAT   # a name in shards.codecs.CODECS
     seed: int = 0               # seed of the splits and of the shuffle
     shard_size: int = 1000      # samples per shard
+    splits: tuple = (8, 1, 1)   # train:val:test ratios (patients, or patches downstream)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class SetParams:
     format: str
     seed: int
     shard_size: int
+    splits: tuple
     max_background: float
     quality: QualityParams
     out_shape: tuple

@@ -234,7 +234,8 @@ def build_shards(config: BuildConfig, client=None) -> dict:
         rep.task_seconds(read_back)
         rep.tiles(tiled)
         by_patient = [(pair.patient, t) for (pair, _), t in zip(accepted, tiled)]
-        plan = splits.plan_splits(packing.patients_with_tiles(by_patient), config.seed)
+        plan = splits.plan_splits(packing.patients_with_tiles(by_patient), config.seed,
+                                 ratios=config.splits)
         rep.splits(plan, "patients")
         index = packing.build_index(by_patient, seed=config.seed, split_of=plan.of)
         plans = packing.plan_shards(index, seed=config.seed, shard_size=config.shard_size)
@@ -245,7 +246,7 @@ def build_shards(config: BuildConfig, client=None) -> dict:
 
 
 def build_downstream(config: BuildConfig, task: str, client=None) -> dict:
-    """The labelled patch set of one downstream task (patch-level 8:1:1 split)."""
+    """The labelled patch set of one downstream task (patch-level split, ``config.splits``)."""
     params = asdict(config.patch_set_params(task))
     out, cache_root, cache, rep = _start(config, params)
     pairs = _exams_and_pairs(config, rep, cache_root)
@@ -258,7 +259,7 @@ def build_downstream(config: BuildConfig, task: str, client=None) -> dict:
                               max_background=config.max_background)
         rep.task_seconds(found)
         rep.labelled(found)
-        plan = packing.patch_plan(found, config.seed)
+        plan = packing.patch_plan(found, config.seed, ratios=config.splits)
         rep.splits(plan, "patches")
         index = packing.build_patch_index(found, seed=config.seed, plan=plan)
         plans = packing.plan_shards(index, seed=config.seed, shard_size=config.shard_size,

@@ -81,12 +81,36 @@ def test_build_downstream(tmp_path, cache, task):
         assert 0 in labels and len(labels) >= 2     # normal patches and abnormal ones
 
 
+def _split_counts(man) -> dict:
+    return {name: sum(s["samples"] for s in sp["shards"]) for name, sp in man["splits"].items()}
+
+
+def test_split_shares_are_chosen_and_recorded(tmp_path, cache):
+    """--splits 1:0:1: no val split at all, train and test both filled, the shares recorded."""
+    out = tmp_path / "pairs"
+    assert main(["build-shards", "--dataset", "synthetic", "--size", "96", "--out", str(out),
+                 "--cache-dir", str(cache), "--splits", "1:0:1", *SMALL]) == 0
+    man = read_manifest(str(out))
+    assert man["params"]["splits"] == [1, 0, 1]
+    counts = _split_counts(man)
+    assert counts.get("val", 0) == 0 and counts["train"] > 0 and counts["test"] > 0
+    down = tmp_path / "down"
+    args = ["build-downstream", "--dataset", "synthetic", "--task", "abnormal", "--size", "64",
+            "--out", str(down), "--cache-dir", str(cache), "--splits", "1:0:1", *SMALL]
+    args[args.index("--patients") + 1] = "3"
+    assert main(args) == 0
+    man = read_manifest(str(down))
+    assert man["params"]["splits"] == [1, 0, 1] and _split_counts(man).get("val", 0) == 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["build-shards", "--dataset", "vindr", "--out", "X"], "needs --root"),
     (["build-shards", "--dataset", "synthetic", "--root", ".", "--out", "X"], "--root is for"),
     (["build-shards", "--out", "X", "--size", "512", "--out-shape", "256x256"], "does not fit"),
     (["build-shards", "--out", "X", "--out-shape", "big"], "HEIGHTxWIDTH"),
     (["build-downstream", "--out", "X"], "--task"),
+    (["build-shards", "--out", "X", "--splits", "8:1"], "TRAIN:VAL:TEST"),
+    (["build-shards", "--out", "X", "--splits", "0:1:1"], "train above 0"),
 ])
 def test_usage_errors(args, message, capsys):
     with pytest.raises(SystemExit) as exc:
