@@ -118,7 +118,7 @@ def test_compare_trains_evaluates_and_tabulates_then_skips_what_is_done(shard_ro
     patches = patch_set(tmp_path / "patches")
     out = tmp_path / "cmp"
     argv = ["compare", "--pairs", shard_root, "--downstream", patches, "--out", str(out),
-            "--methods", "simclr,byol,random", "--encoder", "tiny", "--size", "16",
+            "--methods", "simclr,byol,random,random-bn", "--encoder", "tiny", "--size", "16",
             "--batch-size", "8", "--epochs", "1", "--max-steps", "2", "--workers", "0",
             "--device", "cpu", "--head-hidden", "32", "--head-out", "16",
             "--head-epochs", "5", "--bootstrap", "10", "--no-progress"]
@@ -127,11 +127,13 @@ def test_compare_trains_evaluates_and_tabulates_then_skips_what_is_done(shard_ro
     assert "abnormal simclr" in printed and "abnormal random" in printed
     table = (out / "comparison.md").read_text()
     assert "Table 2: linear evaluation, abnormal vs normal" in table
-    for label in ("SimCLR", "BYOL", "random init"):
+    for label in ("SimCLR", "BYOL", "random init", "random init, BN statistics from the pairs"):
         assert f"| {label} |" in table
     assert "0.908" in table and "0.737" in table    # the paper's BYOL and SimCLR, labelled
     figures = json.loads((out / "comparison.json").read_text())["figures"]["abnormal"]
-    assert set(figures) == {"simclr", "byol", "random"}
+    assert set(figures) == {"simclr", "byol", "random", "random-bn"}
+    recalibrated = json.loads((out / "random-bn" / "linear_eval_abnormal.json").read_text())
+    assert recalibrated["batchnorm_statistics"]["patches"] == 0     # tiny: no BatchNorm
     assert all(f["auc"]["n"] == 12 for f in figures.values())
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
     assert main(argv) == 0                         # a rerun: nothing trained or evaluated
@@ -152,6 +154,30 @@ def test_compare_trains_evaluates_and_tabulates_then_skips_what_is_done(shard_ro
     assert (out / "simclr" / "figures" / "training_curves.png").is_file()
     assert main(["evaluate", "--run", str(out / "simclr")]) == 2
     assert "a simclr run has neither" in capsys.readouterr().err
+
+
+def test_random_bn_takes_batchnorm_statistics_from_the_pairs_and_keeps_the_weights(shard_root):
+    from train.compare import random_encoder, recalibrate_batchnorm
+    from train.evaluate import pair_loader
+
+    encoder = random_encoder("small", seed=3)
+    weights = {k: v.clone() for k, v in encoder.state_dict().items() if "running" not in k
+               and "num_batches" not in k}
+    first_bn = encoder.features[1]
+    assert torch.all(first_bn.running_mean == 0) and torch.all(first_bn.running_var == 1)
+    config = _config(shard_root, "unused", "siamese", encoder="small", size=16)
+    assert recalibrate_batchnorm(encoder, config, patches=10) == 10
+    assert not encoder.training
+    loader = pair_loader(shard_root, "train", batch_size=256, size=16)
+    batch = next(iter(loader))
+    loader.close()
+    real = ~batch["is_pad"]
+    images = torch.cat([batch["left"][real], batch["right"][real]])[:10].float()
+    with torch.no_grad():
+        stem = encoder.features[0](images)         # what the first BatchNorm sees
+    torch.testing.assert_close(first_bn.running_mean, stem.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(first_bn.running_var, stem.var(dim=(0, 2, 3), unbiased=True))
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in weights.items())
 
 
 def test_compare_refuses_a_set_without_a_task_before_training(shard_root, tmp_path, capsys):

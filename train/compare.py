@@ -22,8 +22,16 @@ from train.config import TrainConfig
 from train.linear_eval import TASK_CLASSES, HeadConfig
 from train.report import fmt_auc, markdown_table
 
-METHODS = ("siamese", "byol", "simclr", "random")
-LABELS = {"siamese": "Siamese", "byol": "BYOL", "simclr": "SimCLR", "random": "random init"}
+METHODS = ("siamese", "byol", "simclr", "random", "random-bn")
+# The untrained rows. "random" is the paper's baseline: in eval mode its BatchNorm layers still
+# hold their initial statistics (mean 0, variance 1), i.e. they pass activations through
+# unchanged, which no trained encoder does. "random-bn" has the same weights with BatchNorm's
+# statistics measured on the pair set, as training would leave them: it separates what the
+# learned weights add from what data statistics alone change (docs/train.md, "The comparison").
+RANDOM_METHODS = ("random", "random-bn")
+LABELS = {"siamese": "Siamese", "byol": "BYOL", "simclr": "SimCLR", "random": "random init",
+          "random-bn": "random init, BN statistics from the pairs"}
+RECALIBRATION_PATCHES = 4096    # pair-set training patches that set random-bn's statistics
 TITLES = {"abnormal": "Table 2: linear evaluation, abnormal vs normal (AUC)",
           "birads": "Table 3: linear evaluation, BI-RADS (one-vs-rest AUC)",
           "outcome": "Table 4: linear evaluation, background / benign / malignant "
@@ -74,13 +82,18 @@ def evaluate(method: str, run_dir: Path, downstream: str, task: str, config: Tra
             return earlier
     log(f"{method} on {task}: linear evaluation on {downstream}")
     options = {"n_bootstrap": n_bootstrap, "workers": workers, "size": config.size}
-    if method != "random":
+    if method not in RANDOM_METHODS:
         return linear_eval_run(run_dir, downstream, task, config=head, baseline=False,
                                **options)
-    trained = evaluate_encoders(random_encoder(config.encoder, config.seed), downstream, task,
-                                config=head, **options)
+    encoder = random_encoder(config.encoder, config.seed)
+    statistics = {}
+    if method == "random-bn":
+        statistics = {"batchnorm_statistics": {"shards": config.shards, "split": "train",
+                                               "patches": recalibrate_batchnorm(encoder, config)}}
+    trained = evaluate_encoders(encoder, downstream, task, config=head, **options)
     result = {**result_header(task, downstream, head), "run": None, "checkpoint": None,
-              "encoder": config.encoder, "counts": trained.pop("counts"), "trained": trained}
+              "encoder": config.encoder, **statistics, "counts": trained.pop("counts"),
+              "trained": trained}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, result)
     return result
@@ -96,6 +109,38 @@ def random_encoder(name: str, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return make_encoder(name).eval()
+
+
+def recalibrate_batchnorm(encoder, config: TrainConfig,
+                          patches: int = RECALIBRATION_PATCHES) -> int:
+    """Set ``encoder``'s BatchNorm statistics from the first ``patches`` patches (both sides of
+    each pair, unaugmented, at the run's size) of the pair set's training split; the weights are
+    left as they are. Returns the number of patches used."""
+    import torch
+    from torch.optim.swa_utils import update_bn
+
+    from train.evaluate import pair_loader
+
+    loader = pair_loader(config.shards, "train", batch_size=256, size=config.size,
+                         endpoint=config.endpoint)
+    used = 0
+
+    def batches():
+        nonlocal used
+        for batch in loader:
+            real = ~batch["is_pad"]
+            images = torch.cat([batch["left"][real], batch["right"][real]])[:patches - used]
+            used += len(images)
+            yield images.float()
+            if used >= patches:
+                return
+
+    try:
+        update_bn(batches(), encoder)      # cumulative averages over every batch, then eval
+    finally:
+        loader.close()
+    encoder.eval()
+    return used
 
 
 def compare(pairs: str, downstream: list[str], out, config: TrainConfig, *,
@@ -117,7 +162,7 @@ def compare(pairs: str, downstream: list[str], out, config: TrainConfig, *,
             raise ValueError(f"{d} and {tasks[task]} are both {task} sets: give one per task")
         tasks[task] = d
     config = config.replace(shards=pairs)
-    runs = {m: (out / m if m == "random" else
+    runs = {m: (out / m if m in RANDOM_METHODS else
                 pretrain(m, config, out, progress=progress, log=log)) for m in methods}
     results = {task: {m: evaluate(m, runs[m], d, task, config, head, n_bootstrap=n_bootstrap,
                                   workers=workers, log=log)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shards.cmdline import UsageError, positive_int
 from train import config as config_mod
+from train.compare import METHODS
 
 SKIPPED = ("method", "out", "shards")
 
@@ -21,8 +22,9 @@ def register(sub) -> None:
     p.add_argument("--downstream", required=True, nargs="+", metavar="DIR",
                    help="downstream sets (ingest build-downstream), one per task")
     p.add_argument("--out", required=True, help="comparison folder")
-    p.add_argument("--methods", default="siamese,byol,simclr,random",
-                   help="comma-separated, from siamese,byol,simclr,random (default all)")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated, from {','.join(METHODS)} (default all; random-bn: "
+                        "random weights with BatchNorm statistics from the pair set)")
     p.add_argument("--eval-workers", type=int, default=0,
                    help="loader workers when embedding for linear evaluation (default 0)")
     p.add_argument("--bootstrap", type=int, default=1000,
