@@ -118,15 +118,18 @@ def test_commands_evaluate_linear_eval_and_report_from_a_tiny_run(tiny_run, tmp_
     assert _main(["linear-eval", "--run", str(run), "--shards", patches, "--task", "abnormal",
                   "--epochs", "30", "--bootstrap", "20"]) == 0
     printed = capsys.readouterr().out
-    assert "abnormal trained test AUC" in printed and "abnormal random  test AUC" in printed
+    assert "abnormal trained   test AUC" in printed and "abnormal random    test AUC" in printed
+    assert "abnormal random_bn test AUC" in printed
     lin = json.loads((run / "linear_eval_abnormal.json").read_text())
+    assert set(lin["random_bn"]["splits"]) == set(lin["random"]["splits"]) == {"test", "val"}
     assert lin["head_split"] == "train" and lin["report_split"] == "test"
     assert lin["counts"]["train"] == [20, 20]
 
     assert _main(["report", str(run), "--bootstrap", "20"]) == 0
     text = (run / "report.md").read_text()
     assert "Table 1: pair AUC" in text and "0.722" in text and "0.728" in text
-    assert "Table 2: linear evaluation" in text and "0.927" in text and "random init" in text
+    assert "Table 2: linear evaluation" in text and "0.927" in text and "| random init |" in text
+    assert "random init, BN statistics from the pairs" in text
     assert "Not run: `train linear-eval" in text          # birads and outcome
     for name in ("d_histograms.png", "tsne_test.png", "training_curves.png"):
         assert (run / "figures" / name).read_bytes()[:8] == PNG

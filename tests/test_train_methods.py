@@ -157,16 +157,15 @@ def test_compare_trains_evaluates_and_tabulates_then_skips_what_is_done(shard_ro
 
 
 def test_random_bn_takes_batchnorm_statistics_from_the_pairs_and_keeps_the_weights(shard_root):
-    from train.compare import random_encoder, recalibrate_batchnorm
-    from train.evaluate import pair_loader
+    from train.compare import random_encoder
+    from train.evaluate import pair_loader, recalibrate_batchnorm
 
     encoder = random_encoder("small", seed=3)
     weights = {k: v.clone() for k, v in encoder.state_dict().items() if "running" not in k
                and "num_batches" not in k}
     first_bn = encoder.features[1]
     assert torch.all(first_bn.running_mean == 0) and torch.all(first_bn.running_var == 1)
-    config = _config(shard_root, "unused", "siamese", encoder="small", size=16)
-    assert recalibrate_batchnorm(encoder, config, patches=10) == 10
+    assert recalibrate_batchnorm(encoder, shard_root, size=16, patches=10) == 10
     assert not encoder.training
     loader = pair_loader(shard_root, "train", batch_size=256, size=16)
     batch = next(iter(loader))

@@ -31,7 +31,6 @@ METHODS = ("siamese", "byol", "simclr", "random", "random-bn")
 RANDOM_METHODS = ("random", "random-bn")
 LABELS = {"siamese": "Siamese", "byol": "BYOL", "simclr": "SimCLR", "random": "random init",
           "random-bn": "random init, BN statistics from the pairs"}
-RECALIBRATION_PATCHES = 4096    # pair-set training patches that set random-bn's statistics
 TITLES = {"abnormal": "Table 2: linear evaluation, abnormal vs normal (AUC)",
           "birads": "Table 3: linear evaluation, BI-RADS (one-vs-rest AUC)",
           "outcome": "Table 4: linear evaluation, background / benign / malignant "
@@ -71,7 +70,7 @@ def pretrain(method: str, config: TrainConfig, out: Path, *, progress: bool, log
 def evaluate(method: str, run_dir: Path, downstream: str, task: str, config: TrainConfig,
              head: HeadConfig, *, n_bootstrap: int, workers: int, log) -> dict:
     """``linear_eval_<task>.json`` of one method (computed unless it exists)."""
-    from train.evaluate import write_json
+    from train.evaluate import recalibrate_batchnorm, write_json
     from train.linear_eval import evaluate_encoders, linear_eval_run, result_header
 
     path = run_dir / f"linear_eval_{task}.json"
@@ -88,8 +87,10 @@ def evaluate(method: str, run_dir: Path, downstream: str, task: str, config: Tra
     encoder = random_encoder(config.encoder, config.seed)
     statistics = {}
     if method == "random-bn":
+        used = recalibrate_batchnorm(encoder, config.shards, size=config.size,
+                                     endpoint=config.endpoint)
         statistics = {"batchnorm_statistics": {"shards": config.shards, "split": "train",
-                                               "patches": recalibrate_batchnorm(encoder, config)}}
+                                               "patches": used}}
     trained = evaluate_encoders(encoder, downstream, task, config=head, **options)
     result = {**result_header(task, downstream, head), "run": None, "checkpoint": None,
               "encoder": config.encoder, **statistics, "counts": trained.pop("counts"),
@@ -109,38 +110,6 @@ def random_encoder(name: str, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return make_encoder(name).eval()
-
-
-def recalibrate_batchnorm(encoder, config: TrainConfig,
-                          patches: int = RECALIBRATION_PATCHES) -> int:
-    """Set ``encoder``'s BatchNorm statistics from the first ``patches`` patches (both sides of
-    each pair, unaugmented, at the run's size) of the pair set's training split; the weights are
-    left as they are. Returns the number of patches used."""
-    import torch
-    from torch.optim.swa_utils import update_bn
-
-    from train.evaluate import pair_loader
-
-    loader = pair_loader(config.shards, "train", batch_size=256, size=config.size,
-                         endpoint=config.endpoint)
-    used = 0
-
-    def batches():
-        nonlocal used
-        for batch in loader:
-            real = ~batch["is_pad"]
-            images = torch.cat([batch["left"][real], batch["right"][real]])[:patches - used]
-            used += len(images)
-            yield images.float()
-            if used >= patches:
-                return
-
-    try:
-        update_bn(batches(), encoder)      # cumulative averages over every batch, then eval
-    finally:
-        loader.close()
-    encoder.eval()
-    return used
 
 
 def compare(pairs: str, downstream: list[str], out, config: TrainConfig, *,

@@ -108,6 +108,42 @@ def random_model(encoder: str, seed: int = 0):
     return model.eval()
 
 
+RECALIBRATION_PATCHES = 4096    # pair-set training patches that set a random-bn model's statistics
+
+
+def recalibrate_batchnorm(model, shards, *, size=None, endpoint=None,
+                          patches: int = RECALIBRATION_PATCHES) -> int:
+    """Set the BatchNorm statistics of ``model``'s encoders from the first ``patches`` patches
+    (both sides of each pair, unaugmented) of ``shards``' training split; weights untouched.
+
+    The "random-bn" baseline: an untrained encoder in eval mode keeps BatchNorm's initial
+    statistics (mean 0, variance 1) and so normalises nothing, which no trained encoder does;
+    with the data's statistics it shows what normalisation alone changes. Returns the number
+    of patches used (per encoder; 0 when the set has none or the encoders no BatchNorm)."""
+    from torch.optim.swa_utils import update_bn
+
+    from train.linear_eval import encoders_of
+
+    loader = pair_loader(shards, "train", size=size, endpoint=endpoint)
+    batches, used = [], 0
+    try:
+        for batch in loader:
+            real = ~batch["is_pad"]
+            images = torch.cat([batch["left"][real], batch["right"][real]])[:patches - used]
+            batches.append(images.float())
+            used += len(images)
+            if used >= patches:
+                break
+    finally:
+        loader.close()
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return 0
+    for encoder in encoders_of(model):
+        update_bn(batches, encoder)         # cumulative averages over the batches
+    model.eval()
+    return used
+
+
 def evaluate_model(model, shards, splits=SPLITS, *, max_pairs=None, keep_embeddings=False,
                    n_bootstrap: int = metrics.DEFAULT_BOOTSTRAP, workers: int = 0,
                    batch_size: int = 256, device: str = "cpu", cache_dir=None,

@@ -58,6 +58,13 @@ class Embedded:
     keys: list
 
 
+# The untrained baselines of a run's linear evaluation (result keys): the paper's random
+# encoder, and the same weights with BatchNorm statistics from the run's pair set
+# (``train.evaluate.recalibrate_batchnorm``).
+BASELINES = ("random", "random_bn")
+BASELINE_LABELS = {"random": "random init", "random_bn": "random init, BN statistics from the pairs"}
+
+
 def encoders_of(model) -> list[nn.Module]:
     """The encoders whose embeddings are evaluated: both of a Siamese model, else the one."""
     if hasattr(model, "nets"):
@@ -230,7 +237,7 @@ def linear_eval_run(run_dir, shards, task: str, *, config: HeadConfig = HeadConf
     import os
 
     from train.checkpoint import load_run
-    from train.evaluate import random_model, write_json
+    from train.evaluate import random_model, recalibrate_batchnorm, write_json
 
     if task not in TASK_CLASSES:
         raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASK_CLASSES)}")
@@ -245,11 +252,17 @@ def linear_eval_run(run_dir, shards, task: str, *, config: HeadConfig = HeadConf
     trained = evaluate_encoders(run.model, shards, task, config=config, **options)
     result["counts"] = trained.pop("counts")
     result["trained"] = trained
-    if baseline:
-        rand = evaluate_encoders(random_model(run.config.encoder, run.config.seed), shards,
-                                 task, config=config, **options)
-        rand.pop("counts")
-        result["random"] = rand
+    if baseline:    # the same random model twice: as initialised, then with data statistics
+        model = random_model(run.config.encoder, run.config.seed)
+        for kind in BASELINES:
+            if kind == "random_bn":
+                used = recalibrate_batchnorm(model, run.config.shards, size=run.config.size,
+                                             endpoint=run.config.endpoint)
+                result["batchnorm_statistics"] = {"shards": run.config.shards,
+                                                  "split": "train", "patches": used}
+            rand = evaluate_encoders(model, shards, task, config=config, **options)
+            rand.pop("counts")
+            result[kind] = rand
     if write:
         write_json(os.path.join(run_dir, f"linear_eval_{task}.json"), result)
     return result
@@ -259,7 +272,7 @@ def summary_lines(result: dict) -> list[str]:
     """One line per model and reported split: the headline AUC with interval and counts."""
     lines = []
     binary = len(result["classes"]) == 2
-    for kind in ("trained", "random"):
+    for kind in ("trained", *BASELINES):
         for split, res in (result.get(kind) or {}).get("splits", {}).items():
             if res is None:
                 continue
@@ -267,6 +280,6 @@ def summary_lines(result: dict) -> list[str]:
             what = "AUC" if binary else "mean one-vs-rest AUC"
             ci = "" if r["ci_low"] is None else f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
             auc = "nan" if r["auc"] is None else f"{r['auc']:.3f}"
-            lines.append(f"{result['task']} {kind:<7} {split:<4} {what} {auc}{ci} "
+            lines.append(f"{result['task']} {kind:<9} {split:<4} {what} {auc}{ci} "
                          f"(n={r['n']}, pos={r['n_positive']})")
     return lines

@@ -13,7 +13,7 @@ import math
 import os
 from pathlib import Path
 
-from train.linear_eval import TASK_CLASSES
+from train.linear_eval import BASELINE_LABELS, TASK_CLASSES
 
 # The paper's published figures (VinDr-256): pair AUC (Table 1) and linear evaluation abnormal
 # vs normal (Table 2).
@@ -95,7 +95,7 @@ def linear_section(task: str, data: dict | None, label: str = "Siamese") -> list
     binary = task == "abnormal"
     header = ["model"] + (["AUC"] if binary else classes + ["mean"])
     rows = []
-    for kind, name in (("trained", f"{label} (this run)"), ("random", "random init")):
+    for kind, name in (("trained", f"{label} (this run)"), *BASELINE_LABELS.items()):
         res = data.get(kind, {}).get("splits", {}).get(split)
         if res is None:
             continue
@@ -119,7 +119,7 @@ def linear_section(task: str, data: dict | None, label: str = "Siamese") -> list
 
 def _val_line(data: dict, binary: bool) -> str:
     parts = []
-    for kind in ("trained", "random"):
+    for kind in ("trained", *BASELINE_LABELS):
         res = data.get(kind, {}).get("splits", {}).get("val")
         if res:
             r = res["binary"] if binary else res["ovr"]["mean"]
