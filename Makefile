@@ -41,8 +41,8 @@ demo: $(STAMP)
 
 # Not in CI: the paper's comparison (Siamese, BYOL, SimCLR, random encoder, and the random one
 # with BatchNorm statistics from the pairs; linear evaluation, abnormal vs normal) pretrained on
-# the demo's data and evaluated on a downstream set of 300 patients (3:1:1 patch split: about
-# 240 test patches; 38 could not tell the methods apart), about 30 minutes on 2 cores.
+# the demo's data and evaluated on a downstream set of 300 patients (3:1:1 patch split: 243
+# test patches; 38 could not tell the methods apart), about 30 minutes on 2 cores from nothing.
 # Reruns skip what is done (the shard sets, finished runs and evaluations). One learning rate for
 # all methods (the linear scaling rule gives 0.0375 at batch 32, too small to move LARS's weights
 # in 400 steps) and SimCLR's small-batch temperature 0.5 (docs/train.md, "The comparison").
