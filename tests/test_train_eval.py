@@ -110,8 +110,10 @@ def test_commands_evaluate_linear_eval_and_report_from_a_tiny_run(tiny_run, tmp_
     assert _main(["evaluate", "--run", str(run), "--bootstrap", "20"]) == 0
     printed = capsys.readouterr().out
     assert "trained test 1-q" in printed and "random val D net1" in printed
+    assert "random_bn test 1-q" in printed
     ev = json.loads((run / "evaluation.json").read_text())
     assert ev["trained"]["test"]["pair_auc"]["n"] == 16
+    assert ev["random_bn"]["test"]["pair_auc"]["n"] == 16 and "batchnorm_statistics" in ev
     assert ev["trained"]["test"]["pair_auc"]["n_positive"] == 13   # A = 0.01 * (number % 5), numbers 32..47
 
     patches = patch_set(tmp_path / "patches")
@@ -128,6 +130,7 @@ def test_commands_evaluate_linear_eval_and_report_from_a_tiny_run(tiny_run, tmp_
     assert _main(["report", str(run), "--bootstrap", "20"]) == 0
     text = (run / "report.md").read_text()
     assert "Table 1: pair AUC" in text and "0.722" in text and "0.728" in text
+    assert "random init, BN statistics from the pairs, score 1 - q" in text
     assert "Table 2: linear evaluation" in text and "0.927" in text and "| random init |" in text
     assert "random init, BN statistics from the pairs" in text
     assert "Not run: `train linear-eval" in text          # birads and outcome

@@ -23,6 +23,11 @@ import torch
 from train import metrics
 
 SPLITS = ("val", "test")
+# The untrained baselines reported beside a run (result keys of evaluation.json and
+# linear_eval_<task>.json): the paper's random model, and the same weights with BatchNorm
+# statistics from the run's pair set (``recalibrate_batchnorm``).
+BASELINES = ("random", "random_bn")
+BASELINE_LABELS = {"random": "random init", "random_bn": "random init, BN statistics from the pairs"}
 
 
 def patient_of_key(key: str) -> str:
@@ -138,8 +143,9 @@ def recalibrate_batchnorm(model, shards, *, size=None, endpoint=None,
         loader.close()
     if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return 0
-    for encoder in encoders_of(model):
-        update_bn(batches, encoder)         # cumulative averages over the batches
+    device = next(model.parameters()).device
+    for encoder in encoders_of(model):     # cumulative averages over the batches
+        update_bn(batches, encoder, device=device)
     model.eval()
     return used
 
@@ -188,11 +194,17 @@ def evaluate_run(run_dir, *, shards=None, splits=SPLITS, which: str = "best", ma
               "cutoffs": "100 cutoffs k/101 of A; a cutoff with an empty class is skipped",
               "trained": {s: e.to_dict() for s, e in trained.items()}}
     objects = {"trained": trained}
-    if baseline:
-        rand = evaluate_model(random_model(run.config.encoder, run.config.seed).to(device),
-                              shards, splits, **common)
-        result["random"] = {s: e.to_dict() for s, e in rand.items()}
-        objects["random"] = rand
+    if baseline:    # the same random model twice: as initialised, then with data statistics
+        model = random_model(run.config.encoder, run.config.seed).to(device)
+        for kind in BASELINES:
+            if kind == "random_bn":
+                used = recalibrate_batchnorm(model, run.config.shards, size=run.config.size,
+                                             endpoint=run.config.endpoint)
+                result["batchnorm_statistics"] = {"shards": run.config.shards,
+                                                  "split": "train", "patches": used}
+            rand = evaluate_model(model, shards, splits, **common)
+            result[kind] = {s: e.to_dict() for s, e in rand.items()}
+            objects[kind] = rand
     if write:
         write_json(os.path.join(run_dir, "evaluation.json"), result)
     return {**result, "objects": objects}
@@ -211,7 +223,7 @@ def format_line(name: str, result: metrics.AucResult) -> str:
 
 def print_evaluation(result: dict) -> None:
     """The pair AUCs as aligned lines: AUC [CI] pairs, abnormal pairs, cutoffs used."""
-    for kind in ("trained", "random"):
+    for kind in ("trained", *BASELINES):
         for split, ev in result.get("objects", {}).get(kind, {}).items():
             print(format_line(f"{kind} {split} 1-q", ev.q))
             for k, r in enumerate(ev.d):

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from train import metrics
-from train.evaluate import patient_of_key
+from train.evaluate import BASELINES, patient_of_key
 
 TASK_CLASSES = {
     "abnormal": ["normal", "abnormal"],
@@ -56,13 +56,6 @@ class Embedded:
     x: np.ndarray
     y: np.ndarray
     keys: list
-
-
-# The untrained baselines of a run's linear evaluation (result keys): the paper's random
-# encoder, and the same weights with BatchNorm statistics from the run's pair set
-# (``train.evaluate.recalibrate_batchnorm``).
-BASELINES = ("random", "random_bn")
-BASELINE_LABELS = {"random": "random init", "random_bn": "random init, BN statistics from the pairs"}
 
 
 def encoders_of(model) -> list[nn.Module]:

@@ -13,7 +13,8 @@ import math
 import os
 from pathlib import Path
 
-from train.linear_eval import BASELINE_LABELS, TASK_CLASSES
+from train.evaluate import BASELINE_LABELS
+from train.linear_eval import TASK_CLASSES
 
 # The paper's published figures (VinDr-256): pair AUC (Table 1) and linear evaluation abnormal
 # vs normal (Table 2).
@@ -66,7 +67,7 @@ def pair_auc_section(ev: dict | None) -> list[str]:
         return out + ["No evaluation: run `train evaluate --run RUN`.", ""]
     splits = [s for s in ("val", "test") if s in ev["trained"]]
     rows = []
-    for kind, label in (("trained", "this run"), ("random", "random init")):
+    for kind, label in (("trained", "this run"), *BASELINE_LABELS.items()):
         for split_set in (ev.get(kind),):
             if not split_set:
                 continue
