@@ -19,18 +19,16 @@ from pathlib import Path
 
 from shards import publish
 from train.config import TrainConfig
+from train.evaluate import BASELINE_LABELS
 from train.linear_eval import TASK_CLASSES, HeadConfig
 from train.report import fmt_auc, markdown_table
 
 METHODS = ("siamese", "byol", "simclr", "random", "random-bn")
-# The untrained rows. "random" is the paper's baseline: in eval mode its BatchNorm layers still
-# hold their initial statistics (mean 0, variance 1), i.e. they pass activations through
-# unchanged, which no trained encoder does. "random-bn" has the same weights with BatchNorm's
-# statistics measured on the pair set, as training would leave them: it separates what the
-# learned weights add from what data statistics alone change (docs/train.md, "The comparison").
+# The untrained rows: one random encoder as initialised, and with BatchNorm statistics from the
+# pair set (``train.evaluate.recalibrate_batchnorm`` says why both).
 RANDOM_METHODS = ("random", "random-bn")
-LABELS = {"siamese": "Siamese", "byol": "BYOL", "simclr": "SimCLR", "random": "random init",
-          "random-bn": "random init, BN statistics from the pairs"}
+LABELS = {"siamese": "Siamese", "byol": "BYOL", "simclr": "SimCLR",
+          "random": BASELINE_LABELS["random"], "random-bn": BASELINE_LABELS["random_bn"]}
 TITLES = {"abnormal": "Table 2: linear evaluation, abnormal vs normal (AUC)",
           "birads": "Table 3: linear evaluation, BI-RADS (one-vs-rest AUC)",
           "outcome": "Table 4: linear evaluation, background / benign / malignant "

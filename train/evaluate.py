@@ -150,6 +150,17 @@ def recalibrate_batchnorm(model, shards, *, size=None, endpoint=None,
     return used
 
 
+def baseline_models(config, device: str = "cpu"):
+    """``(kind, model, record)`` for each of ``BASELINES``, from a run's ``TrainConfig``: its
+    random initialisation, then the same model with BatchNorm statistics from its pair set
+    (``record``: what to add to the result JSON). One model: the second follows the first."""
+    model = random_model(config.encoder, config.seed).to(device)
+    yield "random", model, {}
+    used = recalibrate_batchnorm(model, config.shards, size=config.size, endpoint=config.endpoint)
+    yield "random_bn", model, {"batchnorm_statistics": {"shards": config.shards, "split": "train",
+                                                        "patches": used}}
+
+
 def evaluate_model(model, shards, splits=SPLITS, *, max_pairs=None, keep_embeddings=False,
                    n_bootstrap: int = metrics.DEFAULT_BOOTSTRAP, workers: int = 0,
                    batch_size: int = 256, device: str = "cpu", cache_dir=None,
@@ -194,17 +205,11 @@ def evaluate_run(run_dir, *, shards=None, splits=SPLITS, which: str = "best", ma
               "cutoffs": "100 cutoffs k/101 of A; a cutoff with an empty class is skipped",
               "trained": {s: e.to_dict() for s, e in trained.items()}}
     objects = {"trained": trained}
-    if baseline:    # the same random model twice: as initialised, then with data statistics
-        model = random_model(run.config.encoder, run.config.seed).to(device)
-        for kind in BASELINES:
-            if kind == "random_bn":
-                used = recalibrate_batchnorm(model, run.config.shards, size=run.config.size,
-                                             endpoint=run.config.endpoint)
-                result["batchnorm_statistics"] = {"shards": run.config.shards,
-                                                  "split": "train", "patches": used}
-            rand = evaluate_model(model, shards, splits, **common)
-            result[kind] = {s: e.to_dict() for s, e in rand.items()}
-            objects[kind] = rand
+    for kind, model, record in (baseline_models(run.config, device) if baseline else ()):
+        rand = evaluate_model(model, shards, splits, **common)
+        result.update(record)
+        result[kind] = {s: e.to_dict() for s, e in rand.items()}
+        objects[kind] = rand
     if write:
         write_json(os.path.join(run_dir, "evaluation.json"), result)
     return {**result, "objects": objects}

@@ -230,7 +230,7 @@ def linear_eval_run(run_dir, shards, task: str, *, config: HeadConfig = HeadConf
     import os
 
     from train.checkpoint import load_run
-    from train.evaluate import random_model, recalibrate_batchnorm, write_json
+    from train.evaluate import baseline_models, write_json
 
     if task not in TASK_CLASSES:
         raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASK_CLASSES)}")
@@ -245,17 +245,11 @@ def linear_eval_run(run_dir, shards, task: str, *, config: HeadConfig = HeadConf
     trained = evaluate_encoders(run.model, shards, task, config=config, **options)
     result["counts"] = trained.pop("counts")
     result["trained"] = trained
-    if baseline:    # the same random model twice: as initialised, then with data statistics
-        model = random_model(run.config.encoder, run.config.seed)
-        for kind in BASELINES:
-            if kind == "random_bn":
-                used = recalibrate_batchnorm(model, run.config.shards, size=run.config.size,
-                                             endpoint=run.config.endpoint)
-                result["batchnorm_statistics"] = {"shards": run.config.shards,
-                                                  "split": "train", "patches": used}
-            rand = evaluate_encoders(model, shards, task, config=config, **options)
-            rand.pop("counts")
-            result[kind] = rand
+    for kind, model, record in (baseline_models(run.config) if baseline else ()):
+        rand = evaluate_encoders(model, shards, task, config=config, **options)
+        rand.pop("counts")
+        result.update(record)
+        result[kind] = rand
     if write:
         write_json(os.path.join(run_dir, f"linear_eval_{task}.json"), result)
     return result
