@@ -129,6 +129,8 @@ def recalibrate_batchnorm(model, shards, *, size=None, endpoint=None,
 
     from train.linear_eval import encoders_of
 
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return 0                            # nothing to set: read no patches
     loader = pair_loader(shards, "train", size=size, endpoint=endpoint)
     batches, used = [], 0
     try:
@@ -141,8 +143,6 @@ def recalibrate_batchnorm(model, shards, *, size=None, endpoint=None,
                 break
     finally:
         loader.close()
-    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return 0
     device = next(model.parameters()).device
     for encoder in encoders_of(model):     # cumulative averages over the batches
         update_bn(batches, encoder, device=device)

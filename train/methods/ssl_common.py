@@ -46,7 +46,6 @@ class SSLMethod(Method):
                                lambda a, b, w: self.batch_loss(run.model, a, b, w, None))
 
 
-
 def view_chunks(run, batch: dict) -> tuple[list[dict], torch.Tensor]:
     """The step's sub-batches ``{"view1", "view2", "weight", "share"}`` and its real count.
     ``share``: the sub-batch's fraction of the step's real samples, so the sub-batches' mean
